@@ -1,0 +1,48 @@
+# Sample table, config checks and helpers shared by the rules.
+import json
+
+from snakemake.exceptions import WorkflowError
+
+from evdenoise.samples import SampleError, build_samples
+from evdenoise.train import TrainConfig
+
+try:
+    SAMPLES = {s.name: s for s in build_samples(config["data"])}
+    TrainConfig.from_dict(config["train"])
+except (SampleError, ValueError) as err:
+    raise WorkflowError(f"bad configuration: {err}")
+
+TRAIN = [n for n, s in SAMPLES.items() if s.split == "train"]
+VAL = [n for n, s in SAMPLES.items() if s.split == "val"]
+TEST = [n for n, s in SAMPLES.items() if s.split == "test"]
+INFER = [n for n, s in SAMPLES.items() if s.split == "infer"]
+FIGURE_SAMPLES = TEST[: config["evaluate"]["figures"]]
+GPU = config["resources"]["gpu"]
+
+
+wildcard_constraints:
+    sample="|".join(SAMPLES) or "NONE",
+
+
+def noisy_of(wildcards):
+    return str(SAMPLES[wildcards.sample].noisy)
+
+
+def clean_of(wildcards):
+    clean = SAMPLES[wildcards.sample].clean
+    return [str(clean)] if clean is not None else []
+
+
+def summary_outputs():
+    if not TEST:
+        return []
+    return [
+        "results/metrics/summary.csv",
+        "results/metrics/summary.md",
+        "results/figures/comparison.png",
+    ]
+
+
+def as_json(obj):
+    # Params as a canonical string: a changed setting changes the param and reruns the rule.
+    return json.dumps(obj, sort_keys=True)

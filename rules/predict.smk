@@ -1,0 +1,24 @@
+# Run the trained model over every window of a file: predicted voxels, same shape as the input's.
+
+
+rule predict:
+    input:
+        model="results/model/model.pt",
+        voxels="results/voxels/{sample}.h5",
+    output:
+        "results/predicted/{sample}.h5",
+    params:
+        predict=as_json(config["predict"]),
+    log:
+        "results/logs/predict/{sample}.log",
+    benchmark:
+        "results/benchmarks/predict/{sample}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=GPU,
+    conda:
+        "../envs/evdenoise.yaml"
+    script:
+        "../workflow_scripts/predict.py"

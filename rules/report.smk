@@ -1,0 +1,83 @@
+# Figures for the report and the report itself (Snakemake's self-contained HTML report).
+
+
+rule training_curve:
+    input:
+        "results/model/history.csv",
+    output:
+        report(
+            "results/figures/training.png",
+            caption="../report/training.rst",
+            category="Training",
+        ),
+    log:
+        "results/logs/training_curve.log",
+    benchmark:
+        "results/benchmarks/training_curve.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/evdenoise.yaml"
+    script:
+        "../workflow_scripts/training_curve.py"
+
+
+def benchmark_files(wildcards):
+    files = ["results/benchmarks/train.tsv"]
+    if config["data"]["source"] == "synthetic":
+        files.append("results/benchmarks/synthesize.tsv")
+    for sample in TRAIN + VAL + TEST + INFER:
+        files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
+    for sample in TEST + INFER:
+        files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
+    return files
+
+
+rule resources_table:
+    input:
+        benchmark_files,
+    output:
+        table=report(
+            "results/figures/resources.csv",
+            caption="../report/resources.rst",
+            category="Resources",
+        ),
+        figure=report(
+            "results/figures/resources.png",
+            caption="../report/resources.rst",
+            category="Resources",
+        ),
+    log:
+        "results/logs/resources_table.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/evdenoise.yaml"
+    script:
+        "../workflow_scripts/resources_table.py"
+
+
+rule report:
+    input:
+        rules.all.input,
+        "results/figures/training.png",
+        "results/figures/resources.csv",
+        expand("results/figures/samples/{sample}_events.png", sample=FIGURE_SAMPLES),
+    output:
+        "results/report.html",
+    params:
+        config=config,
+    log:
+        "results/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/evdenoise.yaml"
+    script:
+        "../workflow_scripts/report.py"

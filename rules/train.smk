@@ -1,0 +1,32 @@
+# Train the configured model on the train split's voxels, validating on the val split.
+# Checkpoints under results/model/checkpoints/ let a killed run resume.
+
+
+rule train:
+    input:
+        train=expand("results/voxels/{sample}.h5", sample=TRAIN),
+        val=expand("results/voxels/{sample}.h5", sample=VAL),
+    output:
+        model="results/model/model.pt",
+        history=report(
+            "results/model/history.csv",
+            caption="../report/history.rst",
+            category="Training",
+        ),
+    params:
+        model=as_json(config["model"]),
+        train=as_json(config["train"]),
+        out_dir="results/model",
+    log:
+        "results/logs/train.log",
+    benchmark:
+        "results/benchmarks/train.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+        runtime=config["resources"]["train_runtime"],
+        gpu=GPU,
+    conda:
+        "../envs/evdenoise.yaml"
+    script:
+        "../workflow_scripts/train.py"

@@ -1,0 +1,184 @@
+"""The ``evdenoise`` command: each stage of the workflow, usable outside Snakemake."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .events import EventFileError
+
+log = logging.getLogger("evdenoise")
+
+
+def _check(args: argparse.Namespace) -> None:
+    from .events import read_events
+
+    for path in args.files:
+        e = read_events(path, width=args.width, height=args.height)
+        span = (int(e.t[-1]) - int(e.t[0])) if len(e) else 0
+        print(f"{path}: {len(e)} events, {e.width}x{e.height}, {span} us, "
+              f"{int((e.p > 0).sum())} ON / {int((e.p < 0).sum())} OFF")
+
+
+def _split(args: argparse.Namespace) -> None:
+    from .stages import split_file
+
+    split_file(args.noisy, args.clean, args.output, segment_us=args.segment_us, grid=args.grid,
+               width=args.width, height=args.height)
+
+
+def _voxelize(args: argparse.Namespace) -> None:
+    from .stages import voxelize_file
+    from .voxel import VoxelSpec
+
+    voxelize_file(args.segments, args.output, VoxelSpec(args.bins, args.channels, args.assignment))
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from .synth import SynthConfig, synthesize
+
+    cfg = SynthConfig.from_dict({"width": args.width, "height": args.height, "duration_us": args.duration_us})
+    manifest = synthesize(args.root, counts={"train": args.train, "val": args.val, "test": args.test}, cfg=cfg,
+                          seed=args.seed, previews=args.previews, backgrounds=args.background)
+    print(f"{len(manifest)} pairs in {args.root} (manifest: {Path(args.root) / 'manifest.csv'})")
+
+
+def _train(args: argparse.Namespace) -> None:
+    import yaml
+
+    from .train import TrainConfig, train
+
+    cfg = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    train_cfg = TrainConfig.from_dict({**cfg.get("train", {}), **({"device": args.device} if args.device else {})})
+    model = train(train_cfg, cfg.get("model", {"name": "unet3d"}), _h5s(args.train), _h5s(args.val), args.output)
+    print(model)
+
+
+def _h5s(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += sorted(p.glob("*.h5")) if p.is_dir() else [p]
+    return out
+
+
+def _denoise(args: argparse.Namespace) -> None:
+    from .denoise import denoise_dir, denoise_file
+
+    kw = dict(decode=args.decode, mode=args.mode, batch_size=args.batch_size, device=args.device, seed=args.seed)
+    if Path(args.input).is_dir():
+        denoise_dir(args.input, args.output, args.model, **kw)
+    else:
+        denoise_file(args.input, args.output, args.model, **kw)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_dirs, write_evaluation
+
+    per_file = evaluate_dirs(args.pred, args.gt)
+    summary = write_evaluation(per_file, args.output)
+    print(summary.to_string(index=False))
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from .events import read_events
+    from .plot import plot_events
+
+    paths = [args.file, *args.compare]
+    plot_events([read_events(p) for p in paths], [Path(p).stem for p in paths], args.output, windows=args.windows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evdenoise", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def sensor(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--width", type=int, help="sensor width when the file has no width attribute")
+        p.add_argument("--height", type=int, help="sensor height when the file has no height attribute")
+
+    p = sub.add_parser("check", help="validate event files and print a summary")
+    p.add_argument("files", nargs="+")
+    sensor(p)
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("split", help="cut a file (and its clean partner) into fixed windows")
+    p.add_argument("noisy")
+    p.add_argument("--clean")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--segment-us", type=int, default=20000)
+    p.add_argument("--grid", choices=["relative", "absolute"], default="relative")
+    sensor(p)
+    p.set_defaults(func=_split)
+
+    p = sub.add_parser("voxelize", help="encode a segments file as voxel grids")
+    p.add_argument("segments")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--bins", type=int, default=8)
+    p.add_argument("--channels", type=int, choices=[1, 2], default=1)
+    p.add_argument("--assignment", choices=["nearest", "bilinear"], default="nearest")
+    p.set_defaults(func=_voxelize)
+
+    p = sub.add_parser("synth", help="generate the synthetic paired flare data set")
+    p.add_argument("root")
+    p.add_argument("--train", type=int, default=24)
+    p.add_argument("--val", type=int, default=4)
+    p.add_argument("--test", type=int, default=6)
+    p.add_argument("--width", type=int, default=160)
+    p.add_argument("--height", type=int, default=120)
+    p.add_argument("--duration-us", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--previews", action="store_true", help="write a preview PNG per pair")
+    p.add_argument("--background", action="append", default=[], type=Path,
+                   help="real recording to use as background (repeatable)")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("train", help="train a model on voxel files")
+    p.add_argument("--config", help="YAML with 'model' and 'train' sections (as in config/config.yaml)")
+    p.add_argument("--train", nargs="+", required=True, help="voxel files or folders")
+    p.add_argument("--val", nargs="+", required=True, help="voxel files or folders")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("-o", "--output", required=True, help="output folder (model.pt, history.csv, checkpoints)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("denoise", help="denoise an event file, or every .h5 file of a folder")
+    p.add_argument("--model", required=True)
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")
+    p.add_argument("--mode", choices=["pad", "resize", "tile"], default="pad")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_denoise)
+
+    p = sub.add_parser("evaluate", help="score denoised files against ground truth")
+    p.add_argument("--pred", required=True, help="folder of denoised files")
+    p.add_argument("--gt", required=True, help="folder of ground-truth files")
+    p.add_argument("-o", "--output", default="evaluation", help="folder for the CSVs, table and figure")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("plot", help="event images of a file, optionally beside others")
+    p.add_argument("file")
+    p.add_argument("--compare", nargs="*", default=[])
+    p.add_argument("--windows", action="store_true", help="one row per 20 ms window")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (EventFileError, ValueError, FileNotFoundError) as err:
+        print(f"evdenoise: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

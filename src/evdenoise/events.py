@@ -1,0 +1,297 @@
+"""Event streams in memory and in HDF5 files: read, validate, write, window reads.
+
+File layout: ``/events/{t,x,y,p}`` (t int64 µs, x/y uint16, p int8 ±1 on write),
+root attributes ``width``/``height``. Inputs are only ever opened read-only; outputs
+are written to a temporary file in the target folder and renamed into place.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from . import __version__
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("t", "x", "y", "p")
+
+
+class EventFileError(ValueError):
+    """A bad event file; the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Events:
+    """A time-sorted event stream on a ``width`` x ``height`` sensor."""
+
+    t: np.ndarray  # int64, µs
+    x: np.ndarray  # uint16
+    y: np.ndarray  # uint16
+    p: np.ndarray  # int8, +1 / -1
+    width: int
+    height: int
+
+    @classmethod
+    def empty(cls, width: int, height: int) -> "Events":
+        return cls.from_arrays([], [], [], [], width, height)
+
+    @classmethod
+    def from_arrays(cls, t: Any, x: Any, y: Any, p: Any, width: int, height: int) -> "Events":
+        """Build with canonical dtypes; polarity p > 0 -> +1, else -1."""
+        p = np.asarray(p)
+        return cls(
+            t=np.asarray(t, dtype=np.int64),
+            x=np.asarray(x, dtype=np.uint16),
+            y=np.asarray(y, dtype=np.uint16),
+            p=np.where(p > 0, 1, -1).astype(np.int8),
+            width=int(width),
+            height=int(height),
+        )
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+    def select(self, index: Any) -> "Events":
+        """Events at ``index`` (slice, integer array or boolean mask)."""
+        return Events(self.t[index], self.x[index], self.y[index], self.p[index], self.width, self.height)
+
+    def between(self, t0: int, t1: int) -> "Events":
+        """Events with t0 <= t < t1 (binary search; the stream must be sorted)."""
+        i0, i1 = np.searchsorted(self.t, [t0, t1], side="left")
+        return self.select(slice(int(i0), int(i1)))
+
+    def sorted(self) -> "Events":
+        return self.select(np.argsort(self.t, kind="stable"))
+
+    @staticmethod
+    def concatenate(parts: list["Events"], width: int | None = None, height: int | None = None) -> "Events":
+        if not parts:
+            if width is None or height is None:
+                raise ValueError("concatenating no parts needs width and height")
+            return Events.empty(width, height)
+        return Events(
+            *(np.concatenate([getattr(e, f) for e in parts]) for f in FIELDS),
+            width=parts[0].width if width is None else width,
+            height=parts[0].height if height is None else height,
+        )
+
+    def equals(self, other: "Events") -> bool:
+        return (self.width, self.height) == (other.width, other.height) and all(
+            np.array_equal(getattr(self, f), getattr(other, f)) for f in FIELDS
+        )
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file read-only, turning h5py's errors into EventFileError."""
+    if not Path(path).is_file():
+        raise EventFileError(path, "file does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise EventFileError(path, f"not a readable HDF5 file ({err})") from None
+
+
+def _sensor_size(path: str | os.PathLike, attrs: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+                 width: int | None, height: int | None) -> tuple[int, int]:
+    if "width" in attrs and "height" in attrs:
+        return int(attrs["width"]), int(attrs["height"])
+    if width is not None and height is not None:
+        return int(width), int(height)
+    w = int(x.max()) + 1 if len(x) else 1
+    h = int(y.max()) + 1 if len(y) else 1
+    log.warning("%s: no width/height attributes or configured size; inferred %dx%d from the coordinates",
+                path, w, h)
+    return w, h
+
+
+def _check_numeric(path: str | os.PathLike, where: str, name: str, a: np.ndarray) -> None:
+    if a.ndim != 1:
+        raise EventFileError(path, f"{where}/{name} must be one-dimensional, has shape {a.shape}")
+    if a.dtype.kind not in "iubf":
+        raise EventFileError(path, f"{where}/{name} has unsupported dtype {a.dtype}")
+    if a.dtype.kind == "f":
+        if np.isnan(a).any():
+            raise EventFileError(path, f"{where}/{name} contains NaN")
+        if not np.isfinite(a).all():
+            raise EventFileError(path, f"{where}/{name} contains infinite values")
+        if name != "p" and not np.array_equal(a, np.round(a)):
+            raise EventFileError(path, f"{where}/{name} contains non-integer values")
+
+
+def _check_polarity(path: str | os.PathLike, where: str, p: np.ndarray) -> None:
+    """Polarity must be ±1, 0/1 or bool; mixing -1 and 0 is ambiguous."""
+    if p.dtype.kind == "b" or not len(p):
+        return
+    values = set(np.unique(p).tolist())
+    if not (values <= {-1, 1} or values <= {0, 1}):
+        shown = sorted(values)[:6]
+        raise EventFileError(path, f"{where}/p has values {shown}; expected ±1, 0/1 or bool")
+
+
+def _validated(path: str | os.PathLike, raw: dict[str, np.ndarray], attrs: Mapping[str, Any],
+               width: int | None, height: int | None, sort: bool, where: str = "/events") -> Events:
+    lengths = {k: len(v) for k, v in raw.items()}
+    if len(set(lengths.values())) > 1:
+        raise EventFileError(path, f"{where} datasets have unequal lengths {lengths}")
+    for name, a in raw.items():
+        _check_numeric(path, where, name, a)
+    _check_polarity(path, where, raw["p"])
+    t = raw["t"].astype(np.int64)
+    if "t_offset" in attrs:
+        t = t + np.int64(attrs["t_offset"])
+    x, y = raw["x"], raw["y"]
+    if len(x) and (x.min() < 0 or y.min() < 0):
+        raise EventFileError(path, "negative pixel coordinates")
+    w, h = _sensor_size(path, attrs, x, y, width, height)
+    if len(x) and (int(x.max()) >= w or int(y.max()) >= h):
+        raise EventFileError(
+            path, f"coordinates outside the {w}x{h} sensor (max x={int(x.max())}, max y={int(y.max())})")
+    events = Events.from_arrays(t, x, y, raw["p"], w, h)
+    if len(t) > 1:
+        bad = np.flatnonzero(np.diff(t) < 0)
+        if len(bad):
+            if not sort:
+                raise EventFileError(
+                    path, f"timestamps decrease at event {int(bad[0]) + 1} "
+                          f"({int(t[bad[0]])} -> {int(t[bad[0] + 1])}); {len(bad)} decrease(s) in all "
+                          "(pass sort=True / --sort to sort them)")
+            events = events.sorted()
+    return events
+
+
+def _events_group(path: str | os.PathLike, f: h5py.File, group: str) -> h5py.Group:
+    try:
+        if group not in f or not isinstance(f[group], h5py.Group):
+            raise EventFileError(path, f"no /{group} group")
+        g = f[group]
+        missing = [k for k in FIELDS if k not in g or not isinstance(g[k], h5py.Dataset)]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise EventFileError(path, f"cannot read /{group} ({err}); is the file truncated?") from None
+    if missing:
+        raise EventFileError(path, f"/{group} lacks dataset(s) {', '.join('/' + group + '/' + m for m in missing)}")
+    return g
+
+
+def _group_attrs(path: str | os.PathLike, f: h5py.File, g: h5py.Group) -> dict[str, Any]:
+    """Root attributes overlaid by the group's; a DSEC-style root ``/t_offset`` dataset counts too."""
+    try:
+        attrs = dict(f.attrs)
+        attrs.update(g.attrs)
+        if "t_offset" in f and isinstance(f["t_offset"], h5py.Dataset):
+            attrs["t_offset"] = int(np.asarray(f["t_offset"][()]).reshape(-1)[0])
+    except (OSError, KeyError, IndexError, ValueError) as err:
+        raise EventFileError(path, f"cannot read attributes ({err}); is the file truncated?") from None
+    return attrs
+
+
+def read_group(f: h5py.File, path: str | os.PathLike, group: str = "events", width: int | None = None,
+               height: int | None = None, sort: bool = False) -> Events:
+    """Read and validate the ``{t,x,y,p}`` datasets under ``group`` of an open file."""
+    g = _events_group(path, f, group)
+    try:
+        raw = {k: g[k][()] for k in FIELDS}
+    except (OSError, KeyError, ValueError) as err:
+        raise EventFileError(path, f"cannot read /{group} ({err}); is the file truncated?") from None
+    return _validated(path, raw, _group_attrs(path, f, g), width, height, sort, where=f"/{group}")
+
+
+def read_events(path: str | os.PathLike, width: int | None = None, height: int | None = None,
+                sort: bool = False, group: str = "events") -> Events:
+    """Read and validate a whole event file.
+
+    Sensor size comes from the file's ``width``/``height`` attributes, else from the
+    arguments, else from the largest coordinates (logged). Timestamps get the file's
+    ``t_offset`` (attribute or DSEC-style root dataset) added. Decreasing timestamps are an
+    error unless ``sort``. Raises EventFileError naming the file and the problem.
+    """
+    with open_h5(path) as f:
+        return read_group(f, path, group, width, height, sort)
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Root attributes of an HDF5 file."""
+    with open_h5(path) as f:
+        return dict(f.attrs)
+
+
+def read_window(path: str | os.PathLike, t0: int, t1: int, width: int | None = None,
+                height: int | None = None, group: str = "events") -> Events:
+    """Events with t0 <= t < t1 from a sorted file, without loading the whole file.
+
+    Binary search runs over the on-disk ``t`` dataset (O(log n) chunk reads), then only
+    the matching slice of each dataset is read.
+    """
+    with open_h5(path) as f:
+        g = _events_group(path, f, group)
+        tds = g["t"]
+        attrs = _group_attrs(path, f, g)
+        offset = int(attrs.get("t_offset", 0))
+
+        def first_at_least(value: int) -> int:
+            lo, hi = 0, tds.shape[0]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if int(tds[mid]) + offset < value:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+
+        try:
+            i0, i1 = first_at_least(t0), first_at_least(t1)
+            raw = {k: g[k][i0:i1] for k in FIELDS}
+        except (OSError, ValueError) as err:
+            raise EventFileError(path, f"cannot read /{group} ({err}); is the file truncated?") from None
+    return _validated(path, raw, attrs, width, height, sort=False, where=f"/{group}")
+
+
+def write_events_group(f: h5py.File, events: Events, group: str = "events") -> None:
+    """Write ``events`` as typed, chunked, compressed datasets under ``group`` of an open file."""
+    g = f.require_group(group)
+    n = len(events)
+    for name, a in zip(FIELDS, (events.t, events.x, events.y, events.p)):
+        g.create_dataset(name, data=a, chunks=(min(max(n, 1), 1 << 16),), compression="gzip",
+                         compression_opts=4, shuffle=True, maxshape=(None,))
+
+
+def write_events(path: str | os.PathLike, events: Events, attrs: Mapping[str, Any] | None = None,
+                 producer: str = "evdenoise") -> None:
+    """Atomically write a sorted event file with width/height/producer attributes."""
+    if len(events) > 1 and np.any(np.diff(events.t) < 0):
+        events = events.sorted()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in (attrs or {}).items():
+            if k != "t_offset":  # timestamps are written with any offset already applied
+                f.attrs[k] = v
+        f.attrs["width"] = events.width
+        f.attrs["height"] = events.height
+        f.attrs["producer"] = f"{producer} (evdenoise {__version__})"
+        write_events_group(f, events)

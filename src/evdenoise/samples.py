@@ -1,0 +1,122 @@
+"""The sample table: which noisy files the workflow processes, their clean partners and split.
+
+A sample name is the noisy file's stem without its noisy suffix (``scene_bg_flare.h5`` ->
+``scene``); it names every per-file artifact (``results/voxels/scene.h5`` ...), so names must
+be unique and free of path separators.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+SPLITS = ("train", "val", "test", "infer")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class SampleError(ValueError):
+    """A problem with the configured data: missing folders, bad or duplicate names."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    split: str  # train | val | test | infer
+    noisy: Path
+    clean: Path | None
+
+
+def check_names(samples: list[Sample]) -> None:
+    """Names must be unique and usable as file names (no path separators)."""
+    seen: dict[str, Sample] = {}
+    for s in samples:
+        if not _NAME_RE.match(s.name):
+            raise SampleError(f"sample name {s.name!r} (from {s.noisy}) is not a plain file name: "
+                              "use letters, digits, '_', '-', '.', '+' and no path separators")
+        if s.name in seen:
+            raise SampleError(f"sample name {s.name!r} is used by both {seen[s.name].noisy} and {s.noisy}")
+        seen[s.name] = s
+
+
+def synthetic_name(split: str, index: int) -> str:
+    return f"{split}_{index:04d}"
+
+
+def synthetic_samples(cfg: Mapping[str, Any], noisy_suffix: str = "_bg_flare",
+                      clean_suffix: str = "_bg_light") -> list[Sample]:
+    """Samples of the embedded synthetic data set (the files need not exist yet)."""
+    root = Path(cfg["root"])
+    out = []
+    for split in ("train", "val", "test"):
+        for i in range(cfg["counts"][split]):
+            name = synthetic_name(split, i)
+            out.append(Sample(name, split, root / split / "noisy" / f"{name}{noisy_suffix}.h5",
+                              root / split / "clean" / f"{name}{clean_suffix}.h5"))
+    return out
+
+
+def _fraction_split(name: str, fractions: Mapping[str, float]) -> str:
+    # Hash of the name, not a shuffled list: adding a file never moves another file between splits.
+    u = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / float(1 << 48)
+    if u < fractions.get("test", 0.0):
+        return "test"
+    if u < fractions.get("test", 0.0) + fractions.get("val", 0.0):
+        return "val"
+    return "train"
+
+
+def _pairs_in(noisy_dir: Path, clean_dir: Path, noisy_suffix: str, clean_suffix: str) -> list[tuple[str, Path, Path]]:
+    if not noisy_dir.is_dir():
+        raise SampleError(f"noisy folder {noisy_dir} does not exist")
+    if not clean_dir.is_dir():
+        raise SampleError(f"clean folder {clean_dir} does not exist")
+    pairs = []
+    for noisy in sorted(noisy_dir.glob(f"*{noisy_suffix}.h5")):
+        stem = noisy.name[: -len(f"{noisy_suffix}.h5")]
+        clean = clean_dir / f"{stem}{clean_suffix}.h5"
+        if not clean.is_file():
+            raise SampleError(f"{noisy} has no clean partner: expected {clean}")
+        pairs.append((stem, noisy, clean))
+    if not pairs:
+        raise SampleError(f"no files matching *{noisy_suffix}.h5 in {noisy_dir}")
+    return pairs
+
+
+def folder_samples(cfg: Mapping[str, Any]) -> list[Sample]:
+    """Pairs from folders, split by subfolders or by a deterministic hash fraction."""
+    noisy_dir, clean_dir = Path(cfg["noisy"]), Path(cfg["clean"])
+    ns, cs = cfg["noisy_suffix"], cfg["clean_suffix"]
+    if cfg["split_by"] == "folders":
+        samples = [Sample(stem, split, n, c)
+                   for split in ("train", "val", "test")
+                   for stem, n, c in _pairs_in(noisy_dir / split, clean_dir / split, ns, cs)]
+    else:
+        samples = [Sample(stem, _fraction_split(stem, cfg["fractions"]), n, c)
+                   for stem, n, c in _pairs_in(noisy_dir, clean_dir, ns, cs)]
+    for split in ("train", "val"):
+        if not any(s.split == split for s in samples):
+            raise SampleError(f"no {split} samples among the {len(samples)} pairs in {noisy_dir}: "
+                              "add files or change data.folders.fractions")
+    return samples
+
+
+def inference_samples(folder: str | Path) -> list[Sample]:
+    """Every .h5 file of an inference folder; no clean partners, so never evaluated."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SampleError(f"inference folder {folder} does not exist")
+    return [Sample(p.stem, "infer", p, None) for p in sorted(folder.glob("*.h5"))]
+
+
+def build_samples(data_cfg: Mapping[str, Any]) -> list[Sample]:
+    """All samples the workflow's data config describes, checked."""
+    if data_cfg["source"] == "synthetic":
+        samples = synthetic_samples(data_cfg["synthetic"])
+    else:
+        samples = folder_samples(data_cfg["folders"])
+    if data_cfg.get("inference"):
+        samples += inference_samples(data_cfg["inference"])
+    check_names(samples)
+    return samples

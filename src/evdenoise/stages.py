@@ -1,0 +1,152 @@
+"""One function per workflow stage, file in -> file out. The Snakemake scripts and the CLI call these.
+
+Each reads its inputs read-only and writes its output atomically, so an interrupted or failed
+stage leaves no partial artifact and a rerun starts that stage cleanly.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
+from .events import Events, read_attrs, read_events, write_events
+from .voxel import VoxelSpec, encode_windows
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+def split_file(noisy: PathLike, clean: PathLike | None, out: PathLike, *, segment_us: int = 20000,
+               grid: str = "relative", width: int | None = None, height: int | None = None) -> None:
+    """Cut a noisy file (and its clean partner, on the noisy file's windows) into fixed windows."""
+    from .windows import windows_for
+
+    raw = read_events(noisy, width=width, height=height)
+    label = None
+    if clean is not None:
+        label = read_events(clean, width=raw.width, height=raw.height)
+        if (label.width, label.height) != (raw.width, raw.height):
+            raise ValueError(f"{clean}: sensor {label.width}x{label.height} differs from its noisy partner "
+                             f"{noisy} ({raw.width}x{raw.height})")
+    windows = windows_for(raw, segment_us=segment_us, grid=grid)
+    if label is not None and len(windows):
+        dropped = len(label) - len(label.between(int(windows.start[0]), int(windows.end[-1])))
+        if dropped:
+            log.warning("%s: %d clean events lie outside the noisy file's windows and are dropped", clean, dropped)
+    attrs = {"source": str(noisy), "clean_source": str(clean) if clean is not None else ""}
+    write_segments(out, windows, raw, label, attrs=attrs)
+    log.info("%s: %d events in %d windows of %d us -> %s", noisy, len(raw), len(windows), segment_us, out)
+
+
+def voxelize_file(segments: PathLike, out: PathLike, spec: VoxelSpec) -> None:
+    """Encode every window of a segments file: ``raw`` and, when a clean partner exists, ``label``."""
+    seg = read_segments(segments)
+    arrays = {"raw": encode_windows(seg.raw, seg.windows, spec)}
+    if seg.label is not None:
+        arrays["label"] = encode_windows(seg.label, seg.windows, spec)
+    write_voxels(out, arrays, seg.windows, spec, attrs={"source": seg.attrs.get("source", str(segments))})
+    log.info("%s: voxels %s -> %s", segments, arrays["raw"].shape, out)
+
+
+def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode: str = "pad",
+                 batch_size: int = 4, device: str = "auto") -> None:
+    """Run a trained model over every window of a voxel file; writes ``pred`` in the same layout."""
+    from .checkpoint import load_model
+    from .infer import predict_voxels
+
+    model, meta = load_model(model_path, device="cpu")
+    vm = voxel_meta(voxels)
+    _check_voxel_settings(meta, vm.spec, voxels)
+    raw = read_voxels(voxels, "raw")
+    pred = predict_voxels(model, raw, mode=mode, train_size=meta.get("patch"), batch_size=batch_size,
+                          device=device)
+    write_voxels(out, {"pred": pred}, vm.windows, vm.spec,
+                 attrs={"source": vm.attrs.get("source", ""), "model": str(model_path)})
+
+
+def _check_voxel_settings(meta: dict, spec: VoxelSpec, path: PathLike) -> None:
+    trained = meta.get("voxel", {})
+    mine = {"bins": spec.bins, "channels": spec.channels, "assignment": spec.assignment}
+    if trained and any(trained.get(k) != v for k, v in mine.items()):
+        raise ValueError(f"{path}: voxel settings {mine} differ from the model's training settings {trained}")
+
+
+def decode_events(pred: np.ndarray, segments_path: PathLike, strategy: str, spec: VoxelSpec, seed: int = 0) -> Events:
+    """Predicted voxels of a file -> events (``mask`` keeps the file's own input events)."""
+    from .decode import decode_windows
+
+    seg = read_segments(segments_path)
+    return decode_windows(pred, seg.windows, strategy, events_in=seg.raw, spec=spec, seed=seed)
+
+
+def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out: PathLike, *,
+                strategy: str = "mask", seed: int = 0) -> None:
+    """Write the denoised events in the original file's format, keeping its attributes."""
+    vm = voxel_meta(predicted)
+    events = decode_events(read_voxels(predicted, "pred"), segments, strategy, vm.spec, seed)
+    attrs = {k: v for k, v in read_attrs(original).items() if k not in ("width", "height", "producer", "t_offset")}
+    attrs["denoised_from"] = str(original)
+    attrs["decode"] = strategy
+    write_events(out, events, attrs=attrs)
+    log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
+
+
+def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Sequence[str],
+                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> dict[str, Events]:
+    """The event streams every method produces for one file, keyed by method name.
+
+    ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
+    that is the input itself, so it is left out); classical filters by name; ``model_<d>``: the
+    model's prediction decoded with ``d``.
+    """
+    from .decode import decode_windows
+    from .filters import apply_filter
+
+    out: dict[str, Events] = {}
+    for name in baselines:
+        if name == "raw":
+            out["raw"] = seg.raw
+        elif name == "roundtrip":
+            vox = encode_windows(seg.raw, seg.windows, spec)
+            for d in decodes:
+                if d != "mask":
+                    out[f"roundtrip_{d}"] = decode_windows(vox, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
+        else:
+            out[name] = apply_filter(name, seg.raw)
+    if pred is not None:
+        for d in decodes:
+            out[f"model_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
+    return out
+
+
+def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLike, *, sample: str,
+                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> pd.DataFrame:
+    """Per-window metrics of every method against the clean events of one file; written as CSV."""
+    from .events import atomic_path
+    from .metrics import file_metrics
+
+    seg = read_segments(segments)
+    if seg.label is None:
+        raise ValueError(f"{segments}: no clean events to evaluate against")
+    frames = []
+    pred = read_voxels(predicted, "pred") if predicted is not None else None
+    for method, est in method_estimates(seg, pred, baselines=baselines, decodes=decodes,
+                                        spec=spec, seed=seed).items():
+        df = file_metrics(est, seg.label, seg.windows)
+        df.insert(0, "method", method)
+        df.insert(0, "sample", sample)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def concat_csvs(paths: Iterable[PathLike]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)

@@ -1,0 +1,13 @@
+"""Snakemake glue for rule evaluate (see evdenoise.stages.evaluate_sample)."""
+import json
+
+from evdenoise.runlog import logged
+from evdenoise.stages import evaluate_sample
+from evdenoise.voxel import VoxelSpec
+
+with logged(snakemake.log[0]):
+    ev = json.loads(snakemake.params.evaluate)
+    evaluate_sample(snakemake.input.segments, snakemake.input.predicted, snakemake.output[0],
+                    sample=snakemake.wildcards.sample, baselines=ev["baselines"], decodes=ev["decodes"],
+                    spec=VoxelSpec(**json.loads(snakemake.params.voxel)),
+                    seed=json.loads(snakemake.params.decode)["seed"])
