@@ -1,5 +1,6 @@
 # Sample table, config checks and helpers shared by the rules.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 
@@ -46,3 +47,14 @@ def summary_outputs():
 def as_json(obj):
     # Params as a canonical string: a changed setting changes the param and reruns the rule.
     return json.dumps(obj, sort_keys=True)
+
+
+def benchmark_files(wildcards):
+    files = ["results/benchmarks/train.tsv"]
+    if config["data"]["source"] == "synthetic":
+        files.append("results/benchmarks/synthesize.tsv")
+    for sample in TRAIN + VAL + TEST + INFER:
+        files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
+    for sample in TEST + INFER:
+        files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
+    return files

@@ -24,17 +24,6 @@ rule training_curve:
         "../workflow_scripts/training_curve.py"
 
 
-def benchmark_files(wildcards):
-    files = ["results/benchmarks/train.tsv"]
-    if config["data"]["source"] == "synthetic":
-        files.append("results/benchmarks/synthesize.tsv")
-    for sample in TRAIN + VAL + TEST + INFER:
-        files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
-    for sample in TEST + INFER:
-        files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
-    return files
-
-
 rule resources_table:
     input:
         benchmark_files,

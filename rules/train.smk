@@ -16,7 +16,7 @@ rule train:
     params:
         model=as_json(config["model"]),
         train=as_json(config["train"]),
-        out_dir="results/model",
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     log:
         "results/logs/train.log",
     benchmark:

@@ -23,9 +23,9 @@ def test_synthetic_samples_name_files_by_split() -> None:
     data = {"source": "synthetic", "inference": "",
             "synthetic": {"root": "r", "counts": {"train": 2, "val": 1, "test": 1}}}
     samples = build_samples(data)
-    assert [s.name for s in samples] == ["train_0000", "train_0001", "val_0000", "test_0000"]
-    assert samples[0].noisy == Path("r/train/noisy/train_0000_bg_flare.h5")
-    assert samples[-1].clean == Path("r/test/clean/test_0000_bg_light.h5")
+    assert [s.name for s in samples] == ["synth_train_0000", "synth_train_0001", "synth_val_0000", "synth_test_0000"]
+    assert samples[0].noisy == Path("r/train/noisy/synth_train_0000_bg_flare.h5")
+    assert samples[-1].clean == Path("r/test/clean/synth_test_0000_bg_light.h5")
 
 
 def test_folder_pairs_by_suffix_and_hash_split_is_stable(tmp_path: Path) -> None:

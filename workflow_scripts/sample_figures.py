@@ -1,7 +1,7 @@
 """Snakemake glue for rule sample_figures: event images and voxel bins of one test file."""
 from evdenoise.artifacts import read_voxels
 from evdenoise.events import read_events
-from evdenoise.plot import plot_events, plot_voxel_panels
+from evdenoise.plot import plot_events, plot_voxels
 from evdenoise.runlog import logged
 
 with logged(snakemake.log[0]):
@@ -15,4 +15,4 @@ with logged(snakemake.log[0]):
               "predicted": read_voxels(snakemake.input.predicted, "pred")[0]}
     if snakemake.input.clean:
         panels["clean"] = read_voxels(snakemake.input.voxels, "label")[0]
-    plot_voxel_panels(panels, snakemake.output.voxels)
+    plot_voxels(panels, snakemake.output.voxels)

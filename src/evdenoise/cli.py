@@ -74,11 +74,14 @@ def _denoise(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate_dirs, write_evaluation
+    from .evaluate import evaluate_dirs, write_csv, write_summary
 
-    per_file = evaluate_dirs(args.pred, args.gt)
-    summary = write_evaluation(per_file, args.output)
-    print(summary.to_string(index=False))
+    out = Path(args.output)
+    per_window = evaluate_dirs(args.pred, args.gt, input_dir=args.input)
+    per_window.insert(0, "method", args.method)
+    write_csv(per_window, out / "per_window.csv")
+    summary = write_summary(per_window, out / "summary.csv", out / "summary.md", out / "comparison.png")
+    print(summary.to_string())
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -156,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score denoised files against ground truth")
     p.add_argument("--pred", required=True, help="folder of denoised files")
     p.add_argument("--gt", required=True, help="folder of ground-truth files")
+    p.add_argument("--input", help="folder of the noisy inputs: windows are cut on them, as in the workflow")
+    p.add_argument("--method", default="denoised", help="name of the method in the tables")
     p.add_argument("-o", "--output", default="evaluation", help="folder for the CSVs, table and figure")
     p.set_defaults(func=_evaluate)
 

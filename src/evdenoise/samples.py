@@ -40,20 +40,16 @@ def check_names(samples: list[Sample]) -> None:
         seen[s.name] = s
 
 
-def synthetic_name(split: str, index: int) -> str:
-    return f"{split}_{index:04d}"
-
-
-def synthetic_samples(cfg: Mapping[str, Any], noisy_suffix: str = "_bg_flare",
-                      clean_suffix: str = "_bg_light") -> list[Sample]:
+def synthetic_samples(cfg: Mapping[str, Any]) -> list[Sample]:
     """Samples of the embedded synthetic data set (the files need not exist yet)."""
+    from .synth.dataset import pair_paths
+
     root = Path(cfg["root"])
     out = []
     for split in ("train", "val", "test"):
         for i in range(cfg["counts"][split]):
-            name = synthetic_name(split, i)
-            out.append(Sample(name, split, root / split / "noisy" / f"{name}{noisy_suffix}.h5",
-                              root / split / "clean" / f"{name}{clean_suffix}.h5"))
+            name, noisy, clean = pair_paths(split, i)
+            out.append(Sample(name, split, root / noisy, root / clean))
     return out
 
 

@@ -64,7 +64,7 @@ def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode:
     vm = voxel_meta(voxels)
     _check_voxel_settings(meta, vm.spec, voxels)
     raw = read_voxels(voxels, "raw")
-    pred = predict_voxels(model, raw, mode=mode, train_size=meta.get("patch"), batch_size=batch_size,
+    pred = predict_voxels(model, raw, mode=mode, train_size=meta.get("train_size"), batch_size=batch_size,
                           device=device)
     write_voxels(out, {"pred": pred}, vm.windows, vm.spec,
                  attrs={"source": vm.attrs.get("source", ""), "model": str(model_path)})
@@ -128,7 +128,7 @@ def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Seque
 def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLike, *, sample: str,
                     baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> pd.DataFrame:
     """Per-window metrics of every method against the clean events of one file; written as CSV."""
-    from .events import atomic_path
+    from .evaluate import write_csv
     from .metrics import file_metrics
 
     seg = read_segments(segments)
@@ -140,11 +140,10 @@ def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLik
                                         spec=spec, seed=seed).items():
         df = file_metrics(est, seg.label, seg.windows)
         df.insert(0, "method", method)
-        df.insert(0, "sample", sample)
+        df.insert(0, "file", sample)
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out)
     return table
 
 

@@ -1,0 +1,142 @@
+"""Run a voxel model over whole recordings: batched, no autograd, AMP on GPU.
+
+Three ways to handle a frame size other than the training crops:
+``pad``    fully convolutional at the file's own size (the models pad to their multiple inside);
+``resize`` resample to the training resolution, predict, resample back (``evdenoise.voxel.resize``);
+``tile``   overlapping tiles blended with smooth weights, for sensors too large for memory.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .voxel import resize
+
+MODES = ("pad", "resize", "tile")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda, else mps, else cpu; anything else must be available."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {device!r} requested but MPS is not available")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed precision (float16) on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _blend_weights(n: int, taper_lo: bool, taper_hi: bool, overlap: int) -> np.ndarray:
+    """1-D tile weights: 1 inside; on a side shared with a neighbouring tile, ~0 over the outer
+    quarter of the overlap (where zero padding at the tile edge distorts the output), then a
+    raised-cosine (Hann) rise over its middle half. Weights stay positive so every cell counts."""
+    w = np.ones(n, dtype=np.float64)
+    ramp_len = min(overlap, n)
+    if ramp_len > 0:
+        guard = ramp_len // 4
+        u = np.clip((np.arange(ramp_len) + 0.5 - guard) / max(ramp_len - 2 * guard, 1), 0.0, 1.0)
+        ramp = np.maximum(0.5 - 0.5 * np.cos(np.pi * u), 1e-6)
+        if taper_lo:
+            w[:ramp_len] = np.minimum(w[:ramp_len], ramp)
+        if taper_hi:
+            w[n - ramp_len:] = np.minimum(w[n - ramp_len:], ramp[::-1])
+    return w
+
+
+def _tile_spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """Tile extents covering ``size`` with at least ``overlap`` shared cells.
+
+    Starts lie on multiples of the model's pooling ``multiple`` so every tile sees the same
+    pooling grid as the whole frame; the last tile runs to the edge (so the model pads it the
+    way it pads the whole frame).
+    """
+    if tile >= size:
+        return [(0, size)]
+    stride = max((tile - overlap) // multiple * multiple, multiple)
+    starts = list(range(0, size - tile, stride))
+    last = (size - tile) // multiple * multiple
+    if last > starts[-1]:
+        starts.append(last)
+    return [(s, s + tile) for s in starts[:-1]] + [(starts[-1], size)]
+
+
+def _spatial_multiple(model: nn.Module) -> tuple[int, int]:
+    """(H, W) multiple a model pads its input to (its ``multiple`` attribute: int, (H, W) or (B, H, W))."""
+    m = getattr(model, "multiple", 1)
+    m = (m, m) if isinstance(m, int) else tuple(m)[-2:]
+    return int(m[0]), int(m[1])
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for i in range(0, n, batch_size):
+        yield slice(i, min(i + batch_size, n))
+
+
+def predict_voxels(model: nn.Module, raw: np.ndarray, *, mode: str = "pad",
+                   train_size: tuple[int, int] | None = None, tile: tuple[int, int] = (256, 256),
+                   overlap: int = 32, batch_size: int = 4, device: str | torch.device = "auto",
+                   amp: bool | None = None) -> np.ndarray:
+    """Predicted voxels (S, C, B, H, W) float32 for input voxels of the same shape.
+
+    The model is moved to ``device`` and put in eval mode. ``amp=None`` turns mixed precision
+    on for CUDA only. ``train_size`` = (H, W) is required for ``mode="resize"``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if raw.ndim != 5:
+        raise ValueError(f"expected voxels (S, C, B, H, W), got shape {raw.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if mode == "resize" and train_size is None:
+        raise ValueError("mode='resize' needs train_size (the model file's training resolution)")
+    dev = resolve_device(device)
+    use_amp = dev.type == "cuda" if amp is None else bool(amp)
+    model = model.to(dev).eval()
+    S, H, W = raw.shape[0], raw.shape[-2], raw.shape[-1]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), autocast(dev, use_amp):
+            y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev))
+        return y.float().cpu().numpy()
+
+    out = np.empty(raw.shape, dtype=np.float32)
+    if mode == "pad":
+        for b in _batches(S, batch_size):
+            out[b] = run(raw[b])
+    elif mode == "resize":
+        size = (int(train_size[0]), int(train_size[1]))  # type: ignore[index]
+        for b in _batches(S, batch_size):
+            out[b] = resize(run(resize(raw[b], size)), (H, W))
+    else:
+        th, tw = min(int(tile[0]), H), min(int(tile[1]), W)
+        if overlap < 0 or overlap >= min(th, tw):
+            raise ValueError(f"overlap must be in [0, tile size) = [0, {min(th, tw)}), got {overlap}")
+        mh, mw = _spatial_multiple(model)
+        acc = np.zeros(raw.shape, dtype=np.float64)
+        total = np.zeros((H, W), dtype=np.float64)
+        for y0, y1 in _tile_spans(H, th, overlap, mh):
+            wy = _blend_weights(y1 - y0, y0 > 0, y1 < H, overlap)
+            for x0, x1 in _tile_spans(W, tw, overlap, mw):
+                wgt = np.outer(wy, _blend_weights(x1 - x0, x0 > 0, x1 < W, overlap))
+                cell = (Ellipsis, slice(y0, y1), slice(x0, x1))
+                total[cell] += wgt
+                for b in _batches(S, batch_size):
+                    acc[b][cell] += wgt * run(raw[b][cell])
+        out[:] = acc / total
+    return out

@@ -1,0 +1,88 @@
+"""Denoising whole event files outside Snakemake, on the real sensor recordings."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evdenoise.checkpoint import save_model
+from evdenoise.denoise import denoise_dir, denoise_events, denoise_file
+from evdenoise.events import Events, read_attrs, read_events, write_events
+from evdenoise.models import build_model
+
+torch.set_num_threads(1)
+REAL = Path(__file__).parents[2] / "shared/data/real"
+PERSON = REAL / "dvxplorer_320x240_person.h5"
+SPINNER = REAL / "prophesee_640x480_spinner.h5"
+pytestmark = pytest.mark.skipif(not PERSON.is_file(), reason=f"real recordings not found in {REAL}")
+
+
+def model_file(path: Path, model: dict, channels: int = 1, decode: str = "mask") -> Path:
+    torch.manual_seed(0)
+    cfg = {**model, "in_channels": channels}
+    meta = {"model": cfg, "voxel": {"bins": 8, "channels": channels, "assignment": "nearest"},
+            "segment_us": 20000, "grid": "relative", "train_size": [64, 64], "decode": decode}
+    save_model(path, build_model(cfg), meta)
+    return path
+
+
+def test_identity_with_mask_returns_every_input_event(tmp_path: Path) -> None:
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    outs = denoise_dir(REAL, tmp_path / "out", model, progress=False)
+    assert sorted(p.name for p in outs) == sorted(p.name for p in REAL.glob("*.h5"))
+    for out in outs:
+        src = REAL / out.name
+        assert read_events(out).equals(read_events(src)), out.name
+        attrs = read_attrs(out)
+        assert attrs["source"] == read_attrs(src)["source"]
+        assert (attrs["width"], attrs["height"]) == (read_attrs(src)["width"], read_attrs(src)["height"])
+        assert "evdenoise.denoise" in attrs["producer"] and attrs["decode"] == "mask"
+
+
+def test_fresh_unet_mask_is_exact_and_sample_stays_in_range(tmp_path: Path) -> None:
+    pytest.importorskip("evdenoise.models.unet3d")
+    model = model_file(tmp_path / "unet.pt", {"name": "unet3d", "f_maps": [4, 8]}, channels=2)
+    # 51 ms of the recording (CPU time): 3 windows, the last one partial and ending mid-bin.
+    full = read_events(PERSON)
+    events = full.between(int(full.t[0]), int(full.t[0]) + 51_234)
+    cut = tmp_path / "person_50ms.h5"
+    write_events(cut, events, attrs=read_attrs(PERSON))
+    # A fresh residual U-Net is exactly the identity.
+    assert denoise_events(events, model, device="cpu").equals(events)
+
+    out = denoise_file(cut, tmp_path / "person.h5", model, decode="sample", device="cpu", progress=False)
+    got = read_events(out)
+    assert (got.width, got.height) == (320, 240)
+    assert len(got) > 0.9 * len(events) and np.all(np.diff(got.t) >= 0)
+    # The sampled partial last window must not spill past the input's last event.
+    assert got.t.min() >= events.t[0] and got.t.max() <= events.t[-1]
+    assert int(got.x.max()) < 320 and int(got.y.max()) < 240
+    assert read_attrs(out)["decode"] == "sample"
+    again = denoise_file(cut, tmp_path / "again.h5", model, decode="sample", device="cpu", progress=False)
+    assert read_events(again).equals(got)  # deterministic given the seed
+
+
+def test_tile_and_resize_modes_run_end_to_end(tmp_path: Path) -> None:
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    events = read_events(SPINNER)
+    tiled = denoise_events(events, model, mode="tile", tile=(128, 128), overlap=32, device="cpu")
+    assert tiled.equals(events)
+    resized = denoise_events(events, model, mode="resize", decode="spread", device="cpu")
+    assert (resized.width, resized.height) == (640, 480)
+    assert len(resized) and resized.t.min() >= events.t[0] and resized.t.max() <= events.t[-1]
+
+
+def test_empty_and_bad_inputs(tmp_path: Path) -> None:
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    empty = tmp_path / "empty.h5"
+    write_events(empty, Events.empty(32, 16), attrs={"source": "test"})
+    out = denoise_file(empty, tmp_path / "out.h5", model, progress=False)
+    assert len(read_events(out)) == 0 and read_attrs(out)["width"] == 32
+    with pytest.raises(FileNotFoundError, match="no files match"):
+        denoise_dir(tmp_path / "nothing", tmp_path / "o", model)
+    shutil.copy(PERSON, tmp_path / "in.h5")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        denoise_file(tmp_path / "in.h5", tmp_path / "o.h5", tmp_path / "missing.pt")

@@ -1,0 +1,171 @@
+"""The synthetic flare simulator: determinism, pairing, flare support, flicker, real backgrounds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from evdenoise.events import EventFileError, Events, read_attrs, read_events
+from evdenoise.synth import SynthConfig, file_seed, generate_pair, not_in, synthesize
+from evdenoise.synth.flare import flicker
+
+SMALL = dict(width=64, height=48, duration_us=40_000)
+
+
+def small(**kw: object) -> SynthConfig:
+    return SynthConfig(**{**SMALL, **kw})
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[tuple[Events, Events, dict]]:
+    cfg = small()
+    return [generate_pair(cfg, seed) for seed in range(4)]
+
+
+def _outside(e: Events, support: np.ndarray) -> np.ndarray:
+    return ~support[e.y, e.x]
+
+
+def test_config_round_trip_and_errors() -> None:
+    cfg = small(flicker_hz=(120.0,), halo_radius=[0.1, 0.2])
+    assert cfg.halo_radius == (0.1, 0.2)
+    again = SynthConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown SynthConfig key.*halo_size"):
+        SynthConfig.from_dict({"halo_size": 3})
+    with pytest.raises(ValueError, match="lo <= hi"):
+        small(halo_radius=(0.3, 0.1))
+    with pytest.raises(ValueError, match="waveforms"):
+        small(waveforms=("triangle",))
+    with pytest.raises(ValueError, match="modulation_depth"):
+        small(modulation_depth=(0.5, 1.5))
+
+
+def test_same_seed_same_pair_other_seed_other_pair(pairs: list) -> None:
+    noisy, clean, meta = generate_pair(small(), 0)
+    assert noisy.equals(pairs[0][0]) and clean.equals(pairs[0][1])
+    assert meta["flare_share"] == pairs[0][2]["flare_share"]
+    assert not noisy.equals(pairs[1][0]) and not clean.equals(pairs[1][1])
+
+
+def test_pair_is_aligned(pairs: list) -> None:
+    for noisy, clean, meta in pairs:
+        assert (noisy.width, noisy.height) == (clean.width, clean.height) == (64, 48)
+        for e in (noisy, clean):
+            assert len(e) > 100
+            assert e.t.min() >= 0 and e.t.max() < meta["duration_us"]
+            assert np.all(np.diff(e.t) >= 0)
+            assert set(np.unique(e.p)) <= {-1, 1}
+        # Both cover the whole duration (the scene moves and the lamp flickers throughout).
+        assert abs(int(noisy.t.max()) - int(clean.t.max())) < 2000
+        assert meta["support"].shape == (48, 64)
+
+
+def test_flare_only_in_noisy_and_inside_support(pairs: list) -> None:
+    shares = []
+    for noisy, clean, meta in pairs:
+        support = meta["support"]
+        flare = noisy.select(not_in(noisy, clean))
+        assert len(flare) == meta["n_flare"] > 0
+        assert support[flare.y, flare.x].all(), "noisy-only events outside the flare support"
+        removed = clean.select(not_in(clean, noisy))  # background the flare washed out
+        assert support[removed.y, removed.x].all()
+        # Away from the flare, noisy and clean are the very same events.
+        assert noisy.select(_outside(noisy, support)).equals(clean.select(_outside(clean, support)))
+        assert 0 < support.mean() < 1
+        shares.append(meta["flare_excess_share"])
+    assert 0.05 < np.median(shares) < 0.9
+
+
+@pytest.mark.parametrize("hz", [100.0, 120.0])
+def test_flare_flickers_at_mains_frequency(hz: float) -> None:
+    cfg = small(duration_us=100_000, flicker_hz=(hz,), n_sources=(1, 1), modulation_depth=(0.8, 1.0),
+                source_moving_prob=0.0, source_world_prob=0.0, background_kinds=("objects",))
+    noisy, clean, meta = generate_pair(cfg, 3)
+    flare = noisy.select(not_in(noisy, clean) & (noisy.p > 0))
+    rate = np.bincount(flare.t // 1000, minlength=100)[:100].astype(float)  # ON events per ms
+    spectrum = np.abs(np.fft.rfft(rate - rate.mean()))
+    freqs = np.fft.rfftfreq(100, d=1e-3)
+    band = (freqs >= 50) & (freqs <= 300)
+    peak = freqs[band][np.argmax(spectrum[band])]
+    assert abs(peak - meta["sources"][0]["flicker_hz"]) <= 10, (peak, hz)
+
+
+def test_waveforms_span_depth() -> None:
+    t = np.arange(0, 20_000, 10)
+    for w in ("sine", "rectified", "clipped", "square"):
+        a = flicker(t, 100.0, w, 0.6, 0.0, 0.5)
+        assert a.max() == pytest.approx(1.0, abs=0.02) and a.min() == pytest.approx(0.4, abs=0.02)
+        # period 10 ms
+        np.testing.assert_allclose(a[:1000], a[1000:2000], atol=1e-9)
+
+
+def test_real_background_at_its_own_resolution(real_dir: Path) -> None:
+    rec = read_events(real_dir / "dvxplorer_320x240_person.h5")
+    cfg = small(duration_us=30_000)
+    noisy, clean, meta = generate_pair(cfg, 5, background=rec)
+    assert (noisy.width, noisy.height) == (clean.width, clean.height) == (320, 240)
+    assert meta["background"]["kind"] == "real" and not meta["background"]["pingpong"]
+    support = meta["support"]
+    assert noisy.select(_outside(noisy, support)).equals(clean.select(_outside(clean, support)))
+    # Clean holds the recording's events of the window (shifted to t = 0, maybe flipped).
+    start = meta["background"]["window_start"]
+    window = rec.between(start, start + 30_000)
+    assert len(clean) >= len(window) > 1000
+    assert not_in(noisy, clean).sum() == meta["n_flare"] > 0
+
+
+def test_short_recording_is_played_back_and_forth(real_dir: Path) -> None:
+    rec = read_events(real_dir / "prophesee_640x480_spinner.h5").between(1_317_888, 1_317_888 + 8_000)
+    cfg = small(duration_us=20_000, real_flip=False)
+    noisy, clean, meta = generate_pair(cfg, 1, background=rec)
+    assert (clean.width, clean.height) == (640, 480) and meta["background"]["pingpong"]
+    assert clean.t.max() >= 18_000  # filled to the end, not cut at the recording's 8 ms
+    assert len(clean) >= 2 * len(rec) > 0
+
+
+def test_bad_inputs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no events"):
+        generate_pair(small(), 0, background=Events.empty(64, 48))
+    with pytest.raises(ValueError, match="non-negative"):
+        synthesize(tmp_path, {"train": -1}, small())
+    with pytest.raises(ValueError, match="split name"):
+        synthesize(tmp_path, {"../x": 1}, small())
+    with pytest.raises(EventFileError, match="missing.h5"):
+        synthesize(tmp_path, {"train": 3}, small(real_background_prob=1.0), backgrounds=[tmp_path / "missing.h5"])
+
+
+def test_synthesize_writes_pairs_manifest_and_previews(tmp_path: Path, real_dir: Path) -> None:
+    cfg = small(duration_us=20_000, real_background_prob=0.5)
+    bgs = [real_dir / "dvxplorer_320x240_person.h5"]
+    m = synthesize(tmp_path / "a", {"train": 3, "test": 1}, cfg, seed=7, previews=True, backgrounds=bgs)
+    assert list(m["split"]) == ["train"] * 3 + ["test"]
+    assert pd.read_csv(tmp_path / "a" / "manifest.csv")["name"].tolist() == m["name"].tolist()
+    assert {"noisy", "clean", "n_noisy", "n_clean", "n_flare", "flare_share", "seed", "params"} <= set(m.columns)
+    for row in m.itertuples():
+        noisy_path, clean_path = tmp_path / "a" / row.noisy, tmp_path / "a" / row.clean
+        assert noisy_path.name.endswith("_bg_flare.h5") and noisy_path.parent.name == "noisy"
+        assert clean_path.name.endswith("_bg_light.h5") and clean_path.parent.name == "clean"
+        noisy, clean = read_events(noisy_path), read_events(clean_path)
+        assert (len(noisy), len(clean)) == (row.n_noisy, row.n_clean)
+        assert (noisy.width, noisy.height) == (row.width, row.height)
+        attrs = read_attrs(noisy_path)
+        params = json.loads(attrs["synth_params"])
+        assert params["flare_share"] == pytest.approx(row.flare_share)
+        assert attrs["synth_role"] == "noisy" and read_attrs(clean_path)["synth_role"] == "clean"
+        assert (tmp_path / "a" / row.preview).stat().st_size > 1000
+    assert set(m["width"]) == {64, 320}  # seed 7 draws both kinds of background
+    assert set(m.loc[m["width"] == 320, "background"]) == {"real"}
+    # Same seed -> same files; fewer files -> the remaining ones unchanged.
+    m2 = synthesize(tmp_path / "b", {"train": 2}, cfg, seed=7, backgrounds=bgs)
+    for row in m2.itertuples():
+        assert row.seed == file_seed(7, "train", int(row.name[-4:]))
+        for col in ("noisy", "clean"):
+            a, b = read_events(tmp_path / "a" / getattr(row, col)), read_events(tmp_path / "b" / getattr(row, col))
+            assert a.equals(b)
+            with h5py.File(tmp_path / "a" / getattr(row, col)) as fa, h5py.File(tmp_path / "b" / getattr(row, col)) as fb:
+                assert fa.attrs["synth_params"] == fb.attrs["synth_params"]

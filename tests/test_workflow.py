@@ -1,0 +1,190 @@
+"""The Snakemake workflow end to end on a tiny configuration (a few small synthetic files).
+
+One module-scoped run builds everything and the report; the other tests ask Snakemake what it
+would do next (dry runs), or run single targets in copies of the working directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+from evdenoise.events import read_events, write_events
+from evdenoise.synth import SynthConfig, synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("workflow")
+
+TINY = {
+    "data": {"source": "folders",
+             "folders": {"noisy": "data/noisy", "clean": "data/clean", "split_by": "folders"}},
+    "model": {"name": "unet3d", "f_maps": [4, 8]},
+    "train": {"steps": 6, "batch_size": 2, "patch": [32, 32], "val_every": 3},
+    "evaluate": {"figures": 1},
+}
+
+
+def smk(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> job count of what Snakemake would run now (from a dry run's job stats)."""
+    out = smk(workdir, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", stats, re.M) if m[1] != "total"}
+
+
+def make_workdir(root: Path) -> Path:
+    """Tiny paired data in data/{noisy,clean}/<split>/ plus config.yaml."""
+    synth = root / "synth"
+    synthesize(synth, counts={"train": 2, "val": 1, "test": 2},
+               cfg=SynthConfig.from_dict({"width": 64, "height": 48, "duration_us": 40_000}), seed=3)
+    for split in ("train", "val", "test"):
+        for kind in ("noisy", "clean"):
+            dst = root / "data" / kind / split
+            dst.mkdir(parents=True)
+            for f in (synth / split / kind).glob("*.h5"):
+                shutil.copy(f, dst / f.name)
+    shutil.rmtree(synth)
+    (root / "config.yaml").write_text(yaml.safe_dump(TINY))
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = make_workdir(tmp_path_factory.mktemp("wf"))
+    smk(wd)
+    smk(wd, "report")
+    return wd
+
+
+def test_default_target_builds_model_denoised_files_and_metrics(built: Path) -> None:
+    assert (built / "results/model/model.pt").is_file()
+    history = pd.read_csv(built / "results/model/history.csv")
+    assert history["step"].max() == TINY["train"]["steps"]
+    for name in ("synth_test_0000", "synth_test_0001"):
+        noisy = read_events(built / f"data/noisy/test/{name}_bg_flare.h5")
+        den = read_events(built / f"results/denoised/{name}.h5")
+        assert (den.width, den.height) == (noisy.width, noisy.height)
+        assert len(den) <= len(noisy)  # mask decode keeps a subset of the input events
+    summary = pd.read_csv(built / "results/metrics/summary.csv")
+    methods = set(summary["method"])
+    assert {"raw", "baf", "refractory", "stcf", "model_mask", "model_sample", "model_spread"} <= methods
+    for rule in ("split", "voxelize", "train", "predict", "decode", "evaluate"):
+        assert any((built / "results/logs").glob(f"**/{rule}*")), rule
+        assert any((built / "results/benchmarks").glob(f"**/{rule}*")), rule
+
+
+def test_logs_receive_the_jobs_output(built: Path) -> None:
+    log = (built / "results/logs/split/synth_test_0000.log").read_text()
+    assert "windows" in log and "synth_test_0000_bg_flare.h5" in log
+
+
+def test_report_holds_metrics_training_samples_and_resources(built: Path) -> None:
+    html = (built / "results/report.html").read_text()
+    for item in ("summary.csv", "comparison.png", "training.png", "history.csv", "synth_test_0000_events.png",
+                 "synth_test_0000_voxels.png", "resources.csv", "Metrics", "Training", "Samples", "Resources"):
+        assert item in html, item
+
+
+def test_second_run_does_nothing(built: Path) -> None:
+    assert planned_jobs(built) == {}
+    assert planned_jobs(built, "report") == {}
+
+
+def test_changed_test_input_reruns_only_its_chain(built: Path, tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    shutil.copytree(built, wd, symlinks=True)
+    path = wd / "data/noisy/test/synth_test_0001_bg_flare.h5"
+    e = read_events(path)
+    write_events(path, e.select(slice(0, len(e) // 2)), attrs={k: v for k, v in h5py.File(path, "r").attrs.items()})
+    jobs = planned_jobs(wd)
+    assert jobs.get("split") == 1 and jobs.get("voxelize") == 1 and jobs.get("predict") == 1
+    assert jobs.get("decode") == 1 and jobs.get("evaluate") == 1
+    assert "train" not in jobs
+
+
+def test_changed_training_setting_reruns_train_and_what_follows(built: Path) -> None:
+    jobs = planned_jobs(built, "--config", "train={'steps': 7, 'batch_size': 2, 'patch': [32, 32], 'val_every': 3}")
+    assert jobs.get("train") == 1 and jobs.get("predict") == 2 and jobs.get("decode") == 2
+    assert "split" not in jobs and "voxelize" not in jobs
+
+
+def test_changed_voxel_setting_reruns_voxelize_not_split(built: Path) -> None:
+    jobs = planned_jobs(built, "--config", "voxel={'bins': 4}")
+    assert jobs.get("voxelize") == 5 and jobs.get("train") == 1
+    assert "split" not in jobs
+
+
+def test_single_denoised_target_builds_exactly_what_it_needs(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    jobs = planned_jobs(wd, "results/denoised/synth_test_0001.h5")
+    assert jobs == {"split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1}
+
+
+def test_corrupt_input_fails_its_job_cleanly(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    bad = wd / "data/noisy/test/synth_test_0000_bg_flare.h5"
+    bad.write_bytes(b"not an hdf5 file at all")
+    proc = smk(wd, "results/segments/synth_test_0000.h5", check=False)
+    assert proc.returncode != 0
+    log = (wd / "results/logs/split/synth_test_0000.log").read_text()
+    assert "synth_test_0000_bg_flare.h5" in log and "not a readable HDF5 file" in log
+    assert not list((wd / "results/segments").glob("*")) if (wd / "results/segments").exists() else True
+
+
+def test_bad_config_stops_before_any_job_and_names_the_key(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    proc = smk(wd, "-n", "--config", "voxel={'bins': 0}", check=False)
+    assert proc.returncode != 0 and "bins" in proc.stderr + proc.stdout
+    proc = smk(wd, "-n", "--config", "train={'stepz': 3}", check=False)
+    assert proc.returncode != 0 and "stepz" in proc.stderr + proc.stdout
+    assert not (wd / "results").exists()
+
+
+def test_embedded_synthetic_default_plans_the_whole_chain(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"synthetic": {
+        "counts": {"train": 2, "val": 1, "test": 1}}}}))
+    jobs = planned_jobs(tmp_path)
+    assert jobs["synthesize"] == 1 and jobs["split"] == 4 and jobs["train"] == 1 and jobs["evaluate"] == 1
+
+
+def test_lint_is_clean(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    proc = smk(wd, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_slurm_profile_dry_run(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    proc = smk(wd, "--profile", str(REPO / "profiles/slurm"), "-n", "train")
+    assert "train" in proc.stdout
+
+
+def test_generic_cluster_executor_runs_jobs_as_separate_submissions(tmp_path: Path) -> None:
+    wd = make_workdir(tmp_path)
+    submit_log = tmp_path / "submissions.txt"
+    smk(wd, "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
+        str(REPO / "tests/data/local_submit.sh"), "--jobs", "2", "--latency-wait", "30",
+        "results/voxels/synth_test_0000.h5", "results/voxels/synth_test_0001.h5", env={"SUBMIT_LOG": str(submit_log)})
+    submissions = submit_log.read_text().splitlines()
+    assert len(submissions) == 4  # split and voxelize, for each of two files
+    assert len({line.split()[0] for line in submissions}) == 4
+    assert (wd / "results/voxels/synth_test_0001.h5").is_file()
