@@ -180,7 +180,7 @@ def _validated(path: str | os.PathLike, raw: dict[str, np.ndarray], attrs: Mappi
         if len(bad):
             if not sort:
                 raise EventFileError(
-                    path, f"timestamps decrease at event {int(bad[0]) + 1} "
+                    path, f"timestamps decrease at index {int(bad[0]) + 1} "
                           f"({int(t[bad[0]])} -> {int(t[bad[0] + 1])}); {len(bad)} decrease(s) in all "
                           "(pass sort=True / --sort to sort them)")
             events = events.sorted()

@@ -1,0 +1,144 @@
+"""Fixed-length time windows over event streams: make, split, merge.
+
+Windows are half-open ``[start, end)`` intervals of ``segment_us`` microseconds laid
+end to end. A noisy/clean pair is split on the *noisy* stream's windows so that the
+two sides of every training pair cover exactly the same time span.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .events import Events
+
+GRIDS = ("relative", "absolute")
+
+
+@dataclass(frozen=True, eq=False)
+class Windows:
+    """``S`` windows ``[start[i], end[i])`` of equal length, sorted and non-overlapping.
+
+    ``partial[i]`` marks a window the data does not fully cover: the last window when the
+    stream ends before the window does, and (absolute grid only) a first window that starts
+    before the stream's first event.
+    """
+
+    start: np.ndarray  # int64 (S,)
+    end: np.ndarray  # int64 (S,) = start + segment_us
+    partial: np.ndarray  # bool (S,)
+    grid: str = "relative"
+
+    def __post_init__(self) -> None:
+        start = np.asarray(self.start, dtype=np.int64).reshape(-1)
+        end = np.asarray(self.end, dtype=np.int64).reshape(-1)
+        partial = np.asarray(self.partial, dtype=bool).reshape(-1)
+        if not (len(start) == len(end) == len(partial)):
+            raise ValueError(f"windows: start/end/partial lengths differ ({len(start)}, {len(end)}, {len(partial)})")
+        length = end - start
+        if len(start) and (length[0] <= 0 or np.any(length != length[0])):
+            raise ValueError("windows must all have the same positive length")
+        if len(start) > 1 and np.any(start[1:] < end[:-1]):
+            raise ValueError("windows must be sorted and must not overlap")
+        if self.grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {self.grid!r}")
+        # Canonical dtypes, still frozen for callers.
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        object.__setattr__(self, "partial", partial)
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    @property
+    def segment_us(self) -> int:
+        """Window length in µs (0 when there are no windows)."""
+        return int(self.end[0] - self.start[0]) if len(self) else 0
+
+    def locate(self, t: np.ndarray) -> np.ndarray:
+        """Index of the window holding each timestamp, -1 where no window holds it."""
+        t = np.asarray(t, dtype=np.int64)
+        if len(self) == 1:  # common single-window case: two comparisons, no search
+            return np.where((t >= self.start[0]) & (t < self.end[0]), 0, -1)
+        idx = np.searchsorted(self.start, t, side="right") - 1
+        inside = idx >= 0
+        inside[inside] = t[inside] < self.end[idx[inside]]
+        return np.where(inside, idx, -1)
+
+    def select(self, index: int | slice | np.ndarray) -> "Windows":
+        """A subset of the windows (``index`` as for numpy; an int keeps one window)."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1 or None)
+        return Windows(self.start[index], self.end[index], self.partial[index], self.grid)
+
+    def equals(self, other: "Windows") -> bool:
+        return self.grid == other.grid and all(
+            np.array_equal(getattr(self, f), getattr(other, f)) for f in ("start", "end", "partial"))
+
+    @staticmethod
+    def empty(grid: str = "relative") -> "Windows":
+        return Windows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), grid)
+
+
+def make_windows(t_first: int, t_last: int, segment_us: int = 20000, grid: str = "relative") -> Windows:
+    """Windows covering timestamps ``t_first..t_last`` (both inclusive).
+
+    ``grid="relative"`` starts the first window at ``t_first``; ``"absolute"`` puts window
+    starts on multiples of ``segment_us``. The last window is kept even when the data stops
+    before its end, and flagged partial. E.g. t in [t0, t0 + 99999] gives 5 full 20 ms windows.
+    """
+    t_first, t_last, segment_us = int(t_first), int(t_last), int(segment_us)
+    if segment_us <= 0:
+        raise ValueError(f"segment_us must be positive, got {segment_us}")
+    if t_last < t_first:
+        raise ValueError(f"t_last ({t_last}) is before t_first ({t_first})")
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    origin = t_first if grid == "relative" else (t_first // segment_us) * segment_us
+    count = (t_last - origin) // segment_us + 1
+    start = origin + segment_us * np.arange(count, dtype=np.int64)
+    end = start + segment_us
+    # A window is partial when the data does not reach both of its ends.
+    partial = (end > t_last + 1) | (start < t_first)
+    return Windows(start, end, partial, grid)
+
+
+def windows_for(events: Events, segment_us: int = 20000, grid: str = "relative") -> Windows:
+    """Windows covering a sorted event stream; no events give no windows."""
+    if len(events) == 0:
+        return Windows.empty(grid)
+    return make_windows(int(events.t[0]), int(events.t[-1]), segment_us, grid)
+
+
+def split(events: Events, windows: Windows) -> list[Events]:
+    """Events of each window (sorted stream; events outside every window are dropped)."""
+    bounds = np.searchsorted(events.t, np.stack([windows.start, windows.end]), side="left")
+    return [events.select(slice(int(i0), int(i1))) for i0, i1 in bounds.T]
+
+
+def split_pair(noisy: Events, clean: Events, segment_us: int = 20000, grid: str = "relative"
+               ) -> tuple[Windows, list[Events], list[Events]]:
+    """Split a noisy/clean pair on the noisy stream's windows so both sides align.
+
+    Clean events outside the noisy stream's windows are dropped.
+    """
+    if (noisy.width, noisy.height) != (clean.width, clean.height):
+        raise ValueError(f"noisy sensor {noisy.width}x{noisy.height} differs from clean "
+                         f"{clean.width}x{clean.height}")
+    windows = windows_for(noisy, segment_us, grid)
+    return windows, split(noisy, windows), split(clean, windows)
+
+
+def merge(parts: Sequence[Events], width: int | None = None, height: int | None = None) -> Events:
+    """Concatenate per-window streams back into one (inverse of :func:`split`).
+
+    Parts must be in window order; ``width``/``height`` are needed only when ``parts`` is empty.
+    """
+    parts = list(parts)
+    if any((p.width, p.height) != (parts[0].width, parts[0].height) for p in parts):
+        raise ValueError("cannot merge parts recorded on different sensor sizes")
+    merged = Events.concatenate(parts, width, height)
+    if len(merged) > 1 and np.any(np.diff(merged.t) < 0):
+        raise ValueError("merged parts are not in time order (pass them in window order)")
+    return merged
