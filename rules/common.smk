@@ -35,12 +35,15 @@ def clean_of(wildcards):
 
 
 def summary_outputs():
+    """Tables and figures of the default target (and so of the report)."""
+    figures = ["results/figures/training.png", "results/figures/resources.csv"]
     if not TEST:
-        return []
-    return [
+        return figures
+    return figures + [
         "results/metrics/summary.csv",
         "results/metrics/summary.md",
         "results/figures/comparison.png",
+        *expand("results/figures/samples/{sample}_{kind}.png", sample=FIGURE_SAMPLES, kind=["events", "voxels"]),
     ]
 
 
@@ -57,4 +60,5 @@ def benchmark_files(wildcards):
         files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
     for sample in TEST + INFER:
         files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
+    files += [f"results/benchmarks/evaluate/{sample}.tsv" for sample in TEST]
     return files

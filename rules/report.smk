@@ -53,13 +53,11 @@ rule resources_table:
 rule report:
     input:
         rules.all.input,
-        "results/figures/training.png",
-        "results/figures/resources.csv",
-        expand("results/figures/samples/{sample}_events.png", sample=FIGURE_SAMPLES),
     output:
         "results/report.html",
     params:
         config=config,
+        snakefile=workflow.main_snakefile,
     log:
         "results/logs/report.log",
     threads: 1

@@ -32,18 +32,27 @@ TINY = {
 }
 
 
-def smk(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def smk(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
+        config: str = "config.yaml") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(workdir / config), "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Rule -> job count of what Snakemake would run now (from a dry run's job stats)."""
-    out = smk(workdir, "-n", *args).stdout
+def planned_jobs(workdir: Path, *args: str, **changes: dict) -> dict[str, int]:
+    """Rule -> job count of what Snakemake would run now (from a dry run's job stats).
+
+    ``changes`` update sections of the tiny config for this dry run only.
+    """
+    config = "config.yaml"
+    if changes:
+        config = "changed.yaml"
+        (workdir / config).write_text(yaml.safe_dump({k: {**TINY.get(k, {}), **v} for k, v in changes.items()}
+                                                     | {k: v for k, v in TINY.items() if k not in changes}))
+    out = smk(workdir, "-n", *args, config=config).stdout
     if "Nothing to be done" in out:
         return {}
     stats = out.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
@@ -121,13 +130,13 @@ def test_changed_test_input_reruns_only_its_chain(built: Path, tmp_path: Path) -
 
 
 def test_changed_training_setting_reruns_train_and_what_follows(built: Path) -> None:
-    jobs = planned_jobs(built, "--config", "train={'steps': 7, 'batch_size': 2, 'patch': [32, 32], 'val_every': 3}")
+    jobs = planned_jobs(built, train={"steps": 7})
     assert jobs.get("train") == 1 and jobs.get("predict") == 2 and jobs.get("decode") == 2
     assert "split" not in jobs and "voxelize" not in jobs
 
 
 def test_changed_voxel_setting_reruns_voxelize_not_split(built: Path) -> None:
-    jobs = planned_jobs(built, "--config", "voxel={'bins': 4}")
+    jobs = planned_jobs(built, voxel={"bins": 4})
     assert jobs.get("voxelize") == 5 and jobs.get("train") == 1
     assert "split" not in jobs
 
@@ -151,10 +160,10 @@ def test_corrupt_input_fails_its_job_cleanly(tmp_path: Path) -> None:
 
 def test_bad_config_stops_before_any_job_and_names_the_key(tmp_path: Path) -> None:
     wd = make_workdir(tmp_path)
-    proc = smk(wd, "-n", "--config", "voxel={'bins': 0}", check=False)
-    assert proc.returncode != 0 and "bins" in proc.stderr + proc.stdout
-    proc = smk(wd, "-n", "--config", "train={'stepz': 3}", check=False)
-    assert proc.returncode != 0 and "stepz" in proc.stderr + proc.stdout
+    for section, key in (("voxel", "bins"), ("train", "stepz"), ("windows", "segment_us")):
+        (wd / "bad.yaml").write_text(yaml.safe_dump({**TINY, section: {key: 0}}))
+        proc = smk(wd, "-n", check=False, config="bad.yaml")
+        assert proc.returncode != 0 and key in proc.stderr + proc.stdout, (section, proc.stderr[-2000:])
     assert not (wd / "results").exists()
 
 

@@ -11,11 +11,12 @@ from evdenoise.runlog import logged
 with logged(snakemake.log[0]):
     out = Path(snakemake.output[0])
     config_file = out.parent / "report_config.yaml"
-    config_file.write_text(yaml.safe_dump(dict(snakemake.params.config)))
+    with atomic_path(config_file) as tmp:
+        tmp.write_text(yaml.safe_dump(dict(snakemake.params.config)))
     # The report is rendered by a second Snakemake process over the same workflow and metadata;
     # --nolock because this job's own Snakemake holds the directory lock.
     with atomic_path(out) as tmp:
         tmp_html = tmp.with_suffix(".html")
-        subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--configfile", str(config_file),
+        subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--snakefile", snakemake.params.snakefile, "--configfile", str(config_file),
                         "--report", str(tmp_html)], check=True, stdout=sys.stdout, stderr=sys.stderr)
         tmp_html.replace(tmp)

@@ -1,0 +1,46 @@
+"""The ``evdenoise`` command: bad input gives a clear error, a non-zero exit and no output."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evdenoise.cli import main
+from evdenoise.events import read_events
+from test_events import BAD_FILES, good, truncated
+
+BAD = {**BAD_FILES, "truncated": None}
+
+
+@pytest.mark.parametrize("problem", list(BAD))
+def test_bad_input_exits_non_zero_names_file_and_leaves_nothing(tmp_path: Path, tiny_events, problem: str,
+                                                                capsys) -> None:
+    bad = truncated(tmp_path, tiny_events) if problem == "truncated" else BAD_FILES[problem](good(), tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main(["split", str(bad), "-o", str(out_dir / "seg.h5")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "error" in err
+    if problem != "truncated":
+        assert problem in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_console_script_check_and_split(tmp_path: Path, real_dir: Path) -> None:
+    exe = Path(sys.executable).with_name("evdenoise")
+    path = real_dir / "prophesee_640x480_spinner.h5"
+    proc = subprocess.run([str(exe), "check", str(path)], capture_output=True, text=True, check=True)
+    assert "539481 events, 640x480" in proc.stdout
+    proc = subprocess.run([str(exe), "check", str(tmp_path / "nope.h5")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "nope.h5: file does not exist" in proc.stderr
+
+
+def test_split_voxelize_denoise_plot_from_the_command_line(tmp_path: Path, real_dir: Path) -> None:
+    src = real_dir / "dvxplorer_320x240_person.h5"
+    assert main(["split", str(src), "-o", str(tmp_path / "seg.h5")]) == 0
+    assert main(["voxelize", str(tmp_path / "seg.h5"), "-o", str(tmp_path / "vox.h5"), "--channels", "2"]) == 0
+    assert main(["plot", str(src), "-o", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert read_events(src).t[0] > 0
