@@ -5,18 +5,27 @@ bins or windows.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .events import Events
 from .windows import Windows
 
+if TYPE_CHECKING:
+    import torch
+
 ASSIGNMENTS = ("nearest", "bilinear")
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
+
+
+def _is_tensor(x: Any) -> bool:
+    # torch is imported lazily (only resize needs it), so the per-file split/voxelize jobs start
+    # in a fraction of a second; a tensor can only exist once torch has been imported.
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(x, torch_module.Tensor)
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,9 @@ def pad_to_multiple(x: Array, multiple: int) -> tuple[Array, tuple[int, int]]:
     pads = (-h % multiple, -w % multiple)
     if pads == (0, 0):
         return x, pads
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        import torch.nn.functional as F
+
         return F.pad(x, (0, pads[1], 0, pads[0])), pads
     width = [(0, 0)] * (x.ndim - 2) + [(0, pads[0]), (0, pads[1])]
     return np.pad(x, width), pads
@@ -146,6 +157,9 @@ def resize(x: Array, size: tuple[int, int], mode: str = "area", preserve_sum: bo
     and the integer nature of counts are lost; non-integer scale factors also blur across
     block edges). Decoding rounds the result back to counts.
     """
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.as_tensor(x)
     lead, (h, w) = tensor.shape[:-2], tensor.shape[-2:]
     flat = tensor.reshape(-1, 1, h, w)
@@ -163,8 +177,8 @@ def resize(x: Array, size: tuple[int, int], mode: str = "area", preserve_sum: bo
 class NormStats:
     """Per-grid mean and std of the non-zero cells (shape: leading axes + four 1s)."""
 
-    mean: np.ndarray | torch.Tensor
-    std: np.ndarray | torch.Tensor
+    mean: "np.ndarray | torch.Tensor"
+    std: "np.ndarray | torch.Tensor"
 
 
 def _grid_axes(x: Array) -> tuple[int, ...]:
@@ -178,8 +192,8 @@ def normalize(x: Array) -> tuple[Array, NormStats]:
     positive float so :func:`denormalize` can tell it from an empty cell. A grid whose
     non-zero cells are all equal is only scaled (mean 0, std = that value's magnitude).
     """
-    is_torch = isinstance(x, torch.Tensor)
-    xp: Any = torch if is_torch else np
+    is_torch = _is_tensor(x)
+    xp: Any = sys.modules["torch"] if is_torch else np
     axes = _grid_axes(x)
     kw = {"dim": axes, "keepdim": True} if is_torch else {"axis": axes, "keepdims": True}
     nz = x != 0
@@ -204,7 +218,9 @@ def normalize(x: Array) -> tuple[Array, NormStats]:
 def denormalize(x_norm: Array, stats: NormStats) -> Array:
     """Map normalised values (e.g. predictions) back to counts; exact zeros stay zero."""
     mean, std = stats.mean, stats.std
-    if isinstance(x_norm, torch.Tensor):
+    if _is_tensor(x_norm):
+        import torch
+
         mean, std = torch.as_tensor(mean, device=x_norm.device), torch.as_tensor(std, device=x_norm.device)
         return torch.where(x_norm != 0, x_norm * std + mean, torch.zeros_like(x_norm))
     return np.where(x_norm != 0, x_norm * std + mean, 0).astype(x_norm.dtype, copy=False)
