@@ -44,3 +44,16 @@ def test_split_voxelize_denoise_plot_from_the_command_line(tmp_path: Path, real_
     assert main(["plot", str(src), "-o", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert read_events(src).t[0] > 0
+
+
+def test_denoise_file_and_folder_from_the_command_line(tmp_path: Path, real_dir: Path) -> None:
+    from test_denoise import model_file
+
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    src = real_dir / "dvxplorer_320x240_person.h5"
+    assert main(["denoise", "--model", str(model), str(src), str(tmp_path / "one.h5")]) == 0
+    assert read_events(tmp_path / "one.h5").equals(read_events(src))
+    assert main(["denoise", "--model", str(model), "--decode", "spread", str(real_dir), str(tmp_path / "all")]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").glob("*.h5")) == sorted(p.name for p in real_dir.glob("*.h5"))
+    assert main(["denoise", "--model", str(tmp_path / "missing.pt"), str(src), str(tmp_path / "x.h5")]) == 2
+    assert not (tmp_path / "x.h5").exists()

@@ -17,7 +17,6 @@ torch.set_num_threads(1)
 REAL = Path(__file__).parents[2] / "shared/data/real"
 PERSON = REAL / "dvxplorer_320x240_person.h5"
 SPINNER = REAL / "prophesee_640x480_spinner.h5"
-pytestmark = pytest.mark.skipif(not PERSON.is_file(), reason=f"real recordings not found in {REAL}")
 
 
 def model_file(path: Path, model: dict, channels: int = 1, decode: str = "mask") -> Path:
@@ -43,7 +42,6 @@ def test_identity_with_mask_returns_every_input_event(tmp_path: Path) -> None:
 
 
 def test_fresh_unet_mask_is_exact_and_sample_stays_in_range(tmp_path: Path) -> None:
-    pytest.importorskip("evdenoise.models.unet3d")
     model = model_file(tmp_path / "unet.pt", {"name": "unet3d", "f_maps": [4, 8]}, channels=2)
     # 51 ms of the recording (CPU time): 3 windows, the last one partial and ending mid-bin.
     full = read_events(PERSON)

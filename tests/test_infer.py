@@ -54,7 +54,6 @@ def without_group_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_tile_mode_close_for_a_unet(raw: np.ndarray) -> None:
-    pytest.importorskip("evdenoise.models.unet3d")
     torch.manual_seed(0)
     model = without_group_norm(build_model({"name": "unet3d", "f_maps": [4, 8, 16], "residual": False}))
     full = predict_voxels(model, raw, device="cpu")

@@ -1,0 +1,62 @@
+"""Shape checks and padding shared by the voxel models (input layout (N, C, B, H, W))."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def check_voxels(x: torch.Tensor, in_channels: int, model: str) -> None:
+    """Raise a ValueError naming the model unless ``x`` is a (N, C, B, H, W) batch with C = ``in_channels``."""
+    if x.ndim != 5:
+        raise ValueError(f"{model}: expected a 5-D voxel batch (N, C, B, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"{model}: built for in_channels={in_channels}, got {x.shape[1]} channels (shape {tuple(x.shape)})"
+        )
+    if min(x.shape) == 0:
+        raise ValueError(f"{model}: empty voxel batch of shape {tuple(x.shape)}")
+
+
+def pad_to(
+    x: torch.Tensor, multiples: Sequence[int], minimum: int = 1
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Zero-pad the last ``len(multiples)`` axes at their end up to the next multiple (and at least to
+    ``minimum``, which must itself be a multiple); return the original sizes for ``crop_to``.
+
+    Zero is "no event", so padding adds nothing the network could mistake for signal.
+    """
+    sizes = tuple(x.shape[-len(multiples):])
+    pads: list[int] = []
+    for size, m in zip(reversed(sizes), reversed(tuple(multiples))):
+        pads += [0, max(minimum, -(-size // m) * m) - size]
+    if any(pads):
+        x = F.pad(x, pads)
+    return x, sizes
+
+
+def crop_to(x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Crop the last ``len(sizes)`` axes back to ``sizes`` (inverse of ``pad_to``)."""
+    index = (Ellipsis,) + tuple(slice(0, s) for s in sizes)
+    return x[index]
+
+
+def prod_per_axis(kernels: Sequence[Sequence[int]], ndim: int = 3) -> tuple[int, ...]:
+    """Total down-sampling factor per axis of a stack of pooling kernels / strides."""
+    return tuple(math.prod(k[a] for k in kernels) for a in range(ndim))
+
+
+def as_kernel_list(value: object, count: int, what: str, model: str) -> list[tuple[int, int, int]]:
+    """Validate ``count`` positive 3-int kernels (one per level); a single kernel is repeated for every level."""
+    if isinstance(value, Sequence) and len(value) == 3 and all(isinstance(v, int) for v in value):
+        value = [value] * count
+    if not isinstance(value, Sequence) or len(value) != count:
+        raise ValueError(f"{model}: {what} must be one (t, h, w) kernel or a list of {count}, got {value!r}")
+    kernels = []
+    for k in value:
+        if not (isinstance(k, Sequence) and len(k) == 3 and all(isinstance(v, int) and v >= 1 for v in k)):
+            raise ValueError(f"{model}: each {what} entry must be three positive ints (t, h, w), got {k!r}")
+        kernels.append((int(k[0]), int(k[1]), int(k[2])))
+    return kernels
