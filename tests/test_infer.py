@@ -57,7 +57,7 @@ def test_tile_mode_close_for_a_unet(raw: np.ndarray) -> None:
     torch.manual_seed(0)
     model = without_group_norm(build_model({"name": "unet3d", "f_maps": [4, 8, 16], "residual": False}))
     full = predict_voxels(model, raw, device="cpu")
-    tiled = predict_voxels(model, raw, mode="tile", tile=(32, 32), overlap=16, device="cpu")
+    tiled = predict_voxels(model, raw, mode="tile", tile=(48, 48), overlap=24, device="cpu")
     err = np.abs(tiled - full)
     assert err.max() < 0.02 * np.abs(full).max() and err.mean() < 0.002 * np.abs(full).mean()
 
