@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from evdenoise.cli import main
@@ -57,3 +58,19 @@ def test_denoise_file_and_folder_from_the_command_line(tmp_path: Path, real_dir:
     assert sorted(p.name for p in (tmp_path / "all").glob("*.h5")) == sorted(p.name for p in real_dir.glob("*.h5"))
     assert main(["denoise", "--model", str(tmp_path / "missing.pt"), str(src), str(tmp_path / "x.h5")]) == 2
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_synth_then_evaluate_from_the_command_line(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    assert main(["synth", str(root), "--train", "1", "--val", "1", "--test", "1", "--width", "48",
+                 "--height", "32", "--duration-us", "40000"]) == 0
+    noisy, clean = root / "test/noisy", root / "test/clean"
+    assert [p.name for p in noisy.glob("*.h5")] == ["synth_test_0000_bg_flare.h5"]
+    out = tmp_path / "eval"
+    # The noisy input scored against its clean partner: the "raw" row of a comparison.
+    assert main(["evaluate", "--pred", str(noisy), "--gt", str(clean), "--method", "raw", "-o", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(summary.index) == ["raw"] and summary.loc["raw", "windows"] == 2
+    assert 0 < summary.loc["raw", "r_f1_mean"] < 1
+    assert (out / "summary.md").read_text().startswith("| Method")
+    assert (out / "comparison.png").stat().st_size > 1000
