@@ -53,6 +53,7 @@ HEAD_UPSAMPLING = {
 MIN_SIZE = {"pan": 128}
 
 
+@register("smp")
 class SMPModel(nn.Module):
     """A segmentation-models-pytorch-3d network mapping (N, C, B, H, W) to the same shape."""
 
@@ -137,17 +138,3 @@ class SMPModel(nn.Module):
         if self.residual:
             out = out + xp
         return crop_to(out, sizes).contiguous()
-
-
-@register("smp")
-def build_smp(
-    in_channels: int = 1,
-    arch: str = "Unet",
-    encoder_name: str = "resnet18",
-    encoder_depth: int | None = None,
-    strides: Sequence[Sequence[int]] | Sequence[int] | None = None,
-    residual: bool = True,
-    **arch_kwargs: Any,
-) -> nn.Module:
-    """Any segmentation-models-pytorch-3d architecture; extra keys go to the architecture's constructor."""
-    return SMPModel(in_channels, arch, encoder_name, encoder_depth, strides, residual, **arch_kwargs)

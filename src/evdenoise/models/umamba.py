@@ -9,7 +9,7 @@ sees context from both sides.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from torch import nn
 
 from ._common import as_kernel_list
 from .registry import register
-from .unet3d import F_MAPS, POOL_KERNEL, SPACE_TO_DEPTH, UNet3D
+from .unet3d import F_MAPS, UNet3D
 
 
 class MambaBottleneck(nn.Module):
@@ -57,25 +57,19 @@ class MambaBottleneck(nn.Module):
 
 @register("umamba")
 def build_umamba(
-    in_channels: int = 1,
-    f_maps: Sequence[int] = F_MAPS,
-    pool_kernels: Sequence[Sequence[int]] | Sequence[int] = POOL_KERNEL,
-    num_groups: int = 8,
-    factorised: bool = False,
-    residual: bool = True,
-    space_to_depth: int = SPACE_TO_DEPTH,
     mamba_layers: int = 1,
     d_state: int = 16,
     expand: int = 2,
     token_pool: Sequence[int] = (2, 2, 2),
     bidirectional: bool = True,
+    **unet_kwargs: Any,
 ) -> nn.Module:
-    """unet3d (same settings) with a Mamba bottleneck on f_maps[-1] channels."""
+    """unet3d (same settings, ``unet_kwargs``) with a Mamba bottleneck on f_maps[-1] channels."""
+    f_maps = unet_kwargs.get("f_maps", F_MAPS)
     if not f_maps:
         raise ValueError("umamba: f_maps must be a non-empty list of positive ints")
     for key, value in (("mamba_layers", mamba_layers), ("d_state", d_state), ("expand", expand)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"umamba: {key} must be a positive int, got {value!r}")
     bottleneck = MambaBottleneck(f_maps[-1], mamba_layers, d_state, expand, token_pool, bidirectional)
-    return UNet3D(in_channels, f_maps, pool_kernels, num_groups, factorised, residual, space_to_depth, bottleneck,
-                  name="umamba")
+    return UNet3D(**unet_kwargs, bottleneck=bottleneck, name="umamba")

@@ -98,8 +98,11 @@ def unfold_space(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.reshape(n, cs // (s * s), b, h * s, w * s)
 
 
+@register("unet3d")
 class UNet3D(nn.Module):
     """Residual 3-D U-Net mapping (N, C, B, H, W) to the same shape.
+
+    ``pool_kernels`` is one (t, h, w) kernel for every level or a list of len(f_maps)-1.
 
     ``bottleneck`` (optional) is applied to the deepest features (channels ``f_maps[-1]``, internal layout
     (N, C, H, W, B)), shape-preserving; U-Mamba plugs its state-space block in here.
@@ -170,17 +173,3 @@ class UNet3D(nn.Module):
         if self.residual:
             out = out + xp
         return crop_to(out, sizes).contiguous()
-
-
-@register("unet3d")
-def build_unet3d(
-    in_channels: int = 1,
-    f_maps: Sequence[int] = F_MAPS,
-    pool_kernels: Sequence[Sequence[int]] | Sequence[int] = POOL_KERNEL,
-    num_groups: int = 8,
-    factorised: bool = False,
-    residual: bool = True,
-    space_to_depth: int = SPACE_TO_DEPTH,
-) -> nn.Module:
-    """Residual 3-D U-Net; ``pool_kernels`` is one (t, h, w) kernel for every level or a list of len(f_maps)-1."""
-    return UNet3D(in_channels, f_maps, pool_kernels, num_groups, factorised, residual, space_to_depth)
