@@ -1,0 +1,57 @@
+"""The verdict helpers of benchmarks/quality.py (fast: no training, no data)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evdenoise.metrics import BENCHMARK_COLUMNS
+
+_spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def _scores(values: dict[str, float], f1: dict[str, float]) -> pd.DataFrame:
+    """Two windows per method; lower-is-better metrics = values[m], F1s = f1[m]."""
+    rows = []
+    for method in values:
+        for w in range(2):
+            row = {"method": method, "file": "a", "window": w}
+            for c in BENCHMARK_COLUMNS:
+                row[c] = f1[method] if c.endswith("f1") else values[method] * (1 + w)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_summary_relative_change_and_verdict() -> None:
+    scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 1.5, "stcf": 4.0, "model_mask": 1.0},
+                     {"raw": 0.7, "baf": 0.6, "refractory": 0.65, "stcf": 0.5, "model_mask": 0.8})
+    s = quality.summarize(scores)
+    assert s["mean"].at["raw", "mse"] == pytest.approx(3.0)
+    assert s["rel"].at["model_mask", "mse"] == pytest.approx(-50.0)
+    assert s["rel"].at["model_mask", "r_f1"] == pytest.approx((0.8 / 0.7 - 1) * 100)
+    assert quality.best_filter(s) == {c: "refractory" for c in BENCHMARK_COLUMNS}
+    assert all(quality.wins(s, "model_mask").values())
+    # a filter better than the model on the lower-is-better metrics flips exactly those verdicts
+    scores.loc[scores["method"] == "refractory", ["chamfer", "mse"]] = 0.1
+    verdict = quality.wins(quality.summarize(scores), "model_mask")
+    assert [c for c, ok in verdict.items() if not ok] == ["chamfer", "mse"]
+
+
+def test_model_equal_to_raw_does_not_win() -> None:
+    scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 3.0, "stcf": 3.0, "model_mask": 2.0},
+                     {"raw": 0.7, "baf": 0.6, "refractory": 0.6, "stcf": 0.6, "model_mask": 0.7})
+    assert not any(quality.wins(quality.summarize(scores), "model_mask").values())
+
+
+def test_heldout_groups_differ_from_training_defaults() -> None:
+    from evdenoise.synth import SynthConfig
+
+    default = SynthConfig()
+    for group, (overrides, n, seed, _) in quality.HELDOUT.items():
+        assert n >= 1 and seed != 0, group
+        cfg = SynthConfig(**overrides)  # valid generator settings
+        assert any(getattr(cfg, k) != getattr(default, k) for k in overrides), group
