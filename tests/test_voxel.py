@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evdenoise.events import Events
-from evdenoise.voxel import (VoxelSpec, crop_pads, denormalize, encode, encode_windows, normalize,
-                             pad_to_multiple, resize)
+from evdenoise.voxel import (VoxelSpec, crop_to, denormalize, encode, encode_windows, normalize, pad_to,
+                             resize)
 from evdenoise.windows import make_windows, split, windows_for
 
 torch.set_num_threads(1)
@@ -88,13 +88,24 @@ def test_encode_errors(tiny_events) -> None:
 def test_pad_crop_round_trip(as_torch: bool, hw: tuple[int, int]) -> None:
     x = np.random.default_rng(0).normal(size=(2, 1, 3, *hw)).astype(np.float32)
     x = torch.from_numpy(x) if as_torch else x
-    padded, pads = pad_to_multiple(x, 2**4)
+    padded, sizes = pad_to(x, (2**4, 2**4))
     assert type(padded) is type(x)
     assert padded.shape[:3] == x.shape[:3] and padded.shape[-2] % 16 == 0 and padded.shape[-1] % 16 == 0
     assert padded.shape[-2] - hw[0] < 16 and padded.shape[-1] - hw[1] < 16
-    back = crop_pads(padded, pads)
+    back = crop_to(padded, sizes)
     assert back.shape == x.shape and (back == x).all()
     assert float(abs(padded).sum()) == pytest.approx(float(abs(x).sum()))  # padding is zeros
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_pad_per_axis_multiples_and_minimum(as_torch: bool) -> None:
+    x = np.ones((2, 5, 7, 9), np.float32)
+    x = torch.from_numpy(x) if as_torch else x
+    padded, sizes = pad_to(x, (2, 4, 1), minimum=(4, 4, 12))
+    assert tuple(padded.shape) == (2, 6, 8, 12) and sizes == (5, 7, 9)
+    assert tuple(crop_to(padded, sizes).shape) == tuple(x.shape)
+    with pytest.raises(ValueError, match="multiples"):
+        pad_to(x, (0, 1))
 
 
 @pytest.mark.parametrize("as_torch", [False, True])

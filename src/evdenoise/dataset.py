@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .events import EventFileError, open_h5
+from .voxel import pad_to
 
 
 @dataclass(frozen=True)
@@ -107,14 +108,6 @@ class _VoxelFiles:
         return h["raw"][s], h["label"][s]
 
 
-def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Zero-pad (no events) the last two axes at the bottom/right up to (h, w)."""
-    ph, pw = max(h - a.shape[-2], 0), max(w - a.shape[-1], 0)
-    if ph or pw:
-        a = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)])
-    return a
-
-
 class RandomCrops(Dataset):
     """Random (C, B, h, w) crops (all bins) of random windows, for training.
 
@@ -154,7 +147,8 @@ class RandomCrops(Dataset):
         y0, x0 = self._origin(rng, raw, label)
         h, w = self.patch
         crop = (Ellipsis, slice(y0, y0 + h), slice(x0, x0 + w))
-        raw, label = _pad_to(raw[crop], h, w), _pad_to(label[crop], h, w)
+        # Frames smaller than the patch are zero-padded (no events) up to it.
+        raw, label = pad_to(raw[crop], (1, 1), (h, w))[0], pad_to(label[crop], (1, 1), (h, w))[0]
         raw, label = augment(raw, label, self.aug, rng)
         return torch.from_numpy(raw), torch.from_numpy(label)
 

@@ -41,7 +41,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from .events import Events
-from .voxel import VoxelSpec, encode, pad_to_multiple
+from .voxel import VoxelSpec, encode, pad_to
 from .windows import Windows, windows_for
 
 BENCHMARK_COLUMNS = ["chamfer", "gaussian", "mse", "pmse2", "pmse4", "r_f1", "t_f1", "tp_f1"]
@@ -110,7 +110,7 @@ def _f1(est: np.ndarray, gt: np.ndarray) -> float:
 
 
 def _avg_pool(vox: np.ndarray, k: int) -> np.ndarray:
-    padded, _ = pad_to_multiple(vox, k)
+    padded, _ = pad_to(vox, (k, k))
     *lead, h, w = padded.shape
     return padded.reshape(*lead, h // k, k, w // k, k).mean(axis=(-3, -1))
 

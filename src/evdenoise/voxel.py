@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 import numpy as np
 
@@ -123,29 +123,31 @@ def encode_windows(events: Events, windows: Windows, spec: VoxelSpec) -> np.ndar
     return _encode(events, window, windows.start[window], np.int64(windows.segment_us), len(windows), spec)
 
 
-def pad_to_multiple(x: Array, multiple: int) -> tuple[Array, tuple[int, int]]:
-    """Zero-pad the last two axes at the bottom/right up to a multiple of ``multiple``.
+def pad_to(x: Array, multiples: Sequence[int], minimum: int | Sequence[int] = 1) -> tuple[Array, tuple[int, ...]]:
+    """Zero-pad the last ``len(multiples)`` axes at their end up to the next multiple of each
+    (and to at least ``minimum``: one size for all those axes or one per axis).
 
-    Returns the padded array and ``pads = (pad_h, pad_w)`` for :func:`crop_pads`.
+    Zero is "no event", so padding adds nothing a network could mistake for signal. Returns the
+    padded array (numpy or torch, as given) and the original sizes for :func:`crop_to`.
     """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    h, w = x.shape[-2:]
-    pads = (-h % multiple, -w % multiple)
-    if pads == (0, 0):
-        return x, pads
+    multiples = tuple(int(m) for m in multiples)
+    if any(m < 1 for m in multiples):
+        raise ValueError(f"multiples must be >= 1, got {multiples}")
+    minima = (minimum,) * len(multiples) if isinstance(minimum, int) else tuple(minimum)
+    sizes = tuple(int(v) for v in x.shape[x.ndim - len(multiples):])
+    pads = [max(lo, -(-size // m) * m) - size for size, m, lo in zip(sizes, multiples, minima)]
+    if not any(pads):
+        return x, sizes
     if _is_tensor(x):
         import torch.nn.functional as F
 
-        return F.pad(x, (0, pads[1], 0, pads[0])), pads
-    width = [(0, 0)] * (x.ndim - 2) + [(0, pads[0]), (0, pads[1])]
-    return np.pad(x, width), pads
+        return F.pad(x, [v for p in reversed(pads) for v in (0, p)]), sizes
+    return np.pad(x, [(0, 0)] * (x.ndim - len(pads)) + [(0, p) for p in pads]), sizes
 
 
-def crop_pads(x: Array, pads: tuple[int, int]) -> Array:
-    """Undo :func:`pad_to_multiple`."""
-    h, w = x.shape[-2:]
-    return x[..., : h - pads[0], : w - pads[1]]
+def crop_to(x: Array, sizes: Sequence[int]) -> Array:
+    """Crop the last ``len(sizes)`` axes back to ``sizes`` (the inverse of :func:`pad_to`)."""
+    return x[(Ellipsis, *(slice(0, s) for s in sizes))]
 
 
 def resize(x: Array, size: tuple[int, int], mode: str = "area", preserve_sum: bool = True) -> Array:

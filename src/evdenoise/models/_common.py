@@ -1,11 +1,10 @@
-"""Shape checks and padding shared by the voxel models (input layout (N, C, B, H, W))."""
+"""Shape checks and kernel settings shared by the voxel models (input layout (N, C, B, H, W))."""
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 
 def check_voxels(x: torch.Tensor, in_channels: int, model: str) -> None:
@@ -18,29 +17,6 @@ def check_voxels(x: torch.Tensor, in_channels: int, model: str) -> None:
         )
     if min(x.shape) == 0:
         raise ValueError(f"{model}: empty voxel batch of shape {tuple(x.shape)}")
-
-
-def pad_to(
-    x: torch.Tensor, multiples: Sequence[int], minimum: int = 1
-) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """Zero-pad the last ``len(multiples)`` axes at their end up to the next multiple (and at least to
-    ``minimum``, which must itself be a multiple); return the original sizes for ``crop_to``.
-
-    Zero is "no event", so padding adds nothing the network could mistake for signal.
-    """
-    sizes = tuple(x.shape[-len(multiples):])
-    pads: list[int] = []
-    for size, m in zip(reversed(sizes), reversed(tuple(multiples))):
-        pads += [0, max(minimum, -(-size // m) * m) - size]
-    if any(pads):
-        x = F.pad(x, pads)
-    return x, sizes
-
-
-def crop_to(x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """Crop the last ``len(sizes)`` axes back to ``sizes`` (inverse of ``pad_to``)."""
-    index = (Ellipsis,) + tuple(slice(0, s) for s in sizes)
-    return x[index]
 
 
 def prod_per_axis(kernels: Sequence[Sequence[int]], ndim: int = 3) -> tuple[int, ...]:

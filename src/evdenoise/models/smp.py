@@ -23,7 +23,8 @@ import segmentation_models_pytorch_3d as smp3d
 import torch
 from torch import nn
 
-from ._common import as_kernel_list, check_voxels, crop_to, pad_to, prod_per_axis
+from ..voxel import crop_to, pad_to
+from ._common import as_kernel_list, check_voxels, prod_per_axis
 from .registry import register
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

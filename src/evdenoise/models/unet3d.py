@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import as_kernel_list, check_voxels, crop_to, pad_to, prod_per_axis
+from ..voxel import crop_to, pad_to
+from ._common import as_kernel_list, check_voxels, prod_per_axis
 from .registry import register
 
 
