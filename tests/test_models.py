@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 ODD = (8, 37, 53)  # (B, H, W): odd H and W that no pooling divides
 CONFIGS = sorted((Path(evdenoise.__file__).parent / "configs" / "models").glob("*.yaml"))
-SMP_ARCHS = [cls.__name__ for cls in ARCHITECTURES.values()]
+SMP_ARCHS = list(ARCHITECTURES)
 # Small settings so every model builds and runs in well under a second per case (PAN pads to 128^3: slowest).
 SMALL = {
     "unet3d": {"name": "unet3d", "f_maps": [4, 8, 16]},

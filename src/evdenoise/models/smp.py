@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import segmentation_models_pytorch_3d as smp3d
 import torch
 from torch import nn
 
@@ -27,13 +26,8 @@ from ..voxel import crop_to, pad_to
 from ._common import as_kernel_list, check_voxels, prod_per_axis
 from .registry import register
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    cls.__name__.lower(): cls
-    for cls in (
-        smp3d.Unet, smp3d.UnetPlusPlus, smp3d.FPN, smp3d.Linknet, smp3d.PAN,
-        smp3d.MAnet, smp3d.DeepLabV3, smp3d.DeepLabV3Plus, smp3d.PSPNet,
-    )
-}
+ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "Linknet", "PAN", "MAnet", "DeepLabV3", "DeepLabV3Plus", "PSPNet")
+_BY_KEY = {name.lower(): name for name in ARCHITECTURES}
 # Depths the library's architectures actually work with (checked by building and running each):
 # PAN's constructor fixes 5; DeepLabV3Plus reads stride-4 features at features[-4]; Unet hands one
 # ``strides`` list to an encoder that indexes 5 stages and to a decoder that wants exactly ``encoder_depth``.
@@ -69,10 +63,13 @@ class SMPModel(nn.Module):
         **arch_kwargs: Any,
     ) -> None:
         super().__init__()
+        # Imported here, not at module level: the library takes seconds to import and prints
+        # deprecation warnings, which every evdenoise command would otherwise pay for.
+        import segmentation_models_pytorch_3d as smp3d
+
         key = str(arch).lower()
-        if key not in ARCHITECTURES:
-            known = ", ".join(c.__name__ for c in ARCHITECTURES.values())
-            raise ValueError(f"smp: unknown architecture {arch!r}; known: {known}")
+        if key not in _BY_KEY:
+            raise ValueError(f"smp: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
         if arch_kwargs.pop("encoder_weights", None) is not None:
             raise ValueError("smp: encoder_weights must be None (pretrained weights would be downloaded)")
         for fixed in ("classes", "activation", "aux_params"):
@@ -82,7 +79,7 @@ class SMPModel(nn.Module):
             raise ValueError(
                 f"smp: unknown encoder {encoder_name!r}; known: {', '.join(smp3d.encoders.get_encoder_names())}"
             )
-        cls = ARCHITECTURES[key]
+        cls = getattr(smp3d, _BY_KEY[key])
         depth = DEFAULT_DEPTH.get(key, 5) if encoder_depth is None else encoder_depth
         if not isinstance(depth, int) or not 3 <= depth <= 5:
             raise ValueError(f"smp: encoder_depth must be 3, 4 or 5, got {depth!r}")
