@@ -103,6 +103,9 @@ def test_default_target_builds_model_denoised_files_and_metrics(built: Path) -> 
 def test_logs_receive_the_jobs_output(built: Path) -> None:
     log = (built / "results/logs/split/synth_test_0000.log").read_text()
     assert "windows" in log and "synth_test_0000_bg_flare.h5" in log
+    train_log = (built / "results/logs/train.log").read_text()
+    assert f"step {TINY['train']['steps']}/{TINY['train']['steps']}" in train_log
+    assert "best validation loss" in train_log
 
 
 def test_report_holds_metrics_training_samples_and_resources(built: Path) -> None:

@@ -376,6 +376,11 @@ def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path],
     frames = Frames(val_files) if val_files else None
     val_batches = frames.batches(cfg.batch_size, ranks.rank, ranks.world) if frames else []
     writer = _tensorboard(out_dir) if ranks.main and not finished else None
+    if ranks.main:
+        log.info("%s: training %s (%d parameters) on %s, %d train / %d val files, steps %d-%d, "
+                 "batch %d x %d processes, patch %s", out_dir, model_cfg["name"], sum(p.numel() for p in params),
+                 device, len(train_files), len(val_files), step, cfg.steps, cfg.batch_size, ranks.world,
+                 list(cfg.patch))
     bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True,
                disable=not (progress and ranks.main) or finished, desc="train")
 
@@ -422,6 +427,9 @@ def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path],
                         "seconds": round(elapsed, 3)})
         bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
         if ranks.main:
+            # The log line doubles as the progress report where no terminal shows the bar (Snakemake logs).
+            log.info("step %d/%d: train loss %.5g, val loss %.5g%s, lr %.3g, %.1f s", step, cfg.steps, train_loss,
+                     val_loss, " (best)" if improved else "", lr, elapsed)
             if improved:
                 save_model(best_path, module, {**meta, "step": step, "val_loss": val_loss})
             save_checkpoint(last_path, {
@@ -449,6 +457,8 @@ def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path],
         save_checkpoint(model_path, {**best_model, "meta": {**best_model["meta"], "last_step": step,
                                                               "history": history}})
         _write_history(out_dir / "history.csv", history)
+        log.info("%s: best validation loss %.5g at step %s -> %s", out_dir, best_model["meta"].get("val_loss", math.nan),
+                 best_model["meta"].get("step"), model_path)
     if ranks.world > 1:
         dist.barrier()
     return model_path
