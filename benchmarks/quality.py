@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FILTERS = ("baf", "refractory", "stcf")
 BASELINES = ("raw", "roundtrip") + FILTERS
 DECODES = ("mask", "sample", "spread")
-REAL_DIR = Path("/work/shared/data/real")
+REAL_DIR = ROOT.parent / "shared" / "data" / "real"  # ../shared beside the repository, as in CI
 REAL_FILES = ("dvxplorer_320x240_person.h5", "prophesee_640x480_spinner.h5")
 
 # Held-out groups: (SynthConfig overrides, number of files, seed, use real backgrounds). Every group
