@@ -148,6 +148,14 @@ def test_single_denoised_target_builds_exactly_what_it_needs(tmp_path: Path) -> 
     wd = make_workdir(tmp_path)
     jobs = planned_jobs(wd, "results/denoised/synth_test_0001.h5")
     assert jobs == {"split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1}
+    # A recording without ground truth in the configured inference folder: denoised, never evaluated.
+    (wd / "recordings").mkdir()
+    shutil.copy(wd / "data/noisy/test/synth_test_0000_bg_flare.h5", wd / "recordings/street.h5")
+    infer = {"data": {**TINY["data"], "inference": "recordings"}}
+    assert planned_jobs(wd, "results/denoised/street.h5", **infer) == {
+        "split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1}
+    everything = planned_jobs(wd, **infer)
+    assert everything["decode"] == 3 and everything["evaluate"] == 2  # two test files + the recording
 
 
 def test_corrupt_input_fails_its_job_cleanly(tmp_path: Path) -> None:
