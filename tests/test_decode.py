@@ -148,3 +148,14 @@ def test_errors(tiny_events) -> None:
         decode_windows(vox[None], make_windows(0, 50_000), "sample")
     with pytest.raises(ValueError, match="voxels are 4x4"):
         decode(vox, 0, 100, "mask", events_in=tiny_events(10, width=5, height=4))
+
+
+def test_within_input_drops_decoded_events_past_the_input(tiny_events) -> None:
+    from evdenoise.decode import within_input
+
+    events = tiny_events(50, t0=1000, duration=30_000)
+    windows = windows_for(events, segment_us=20_000)  # the last window reaches past the input
+    out = decode_windows(encode_windows(events, windows, VoxelSpec()), windows, "spread", seed=0)
+    kept = within_input(out, events)
+    assert kept.t.min() >= events.t[0] and kept.t.max() <= events.t[-1]
+    assert len(kept) == np.count_nonzero((out.t >= events.t[0]) & (out.t <= events.t[-1]))

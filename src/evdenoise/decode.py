@@ -17,13 +17,17 @@ to the rounded voxel exactly.
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
-from .events import Events
+from .events import Events, read_attrs
 from .voxel import VoxelSpec
 from .windows import Windows
 
 STRATEGIES = ("sample", "spread", "mask")
+_DROPPED_ATTRS = ("width", "height", "producer", "t_offset")  # rewritten by write_events / baked into t
 
 
 def _stable_argsort(key: np.ndarray) -> np.ndarray:
@@ -167,3 +171,19 @@ def decode(vox: np.ndarray, t0: int, t1: int, strategy: str, *, events_in: Event
         raise ValueError(f"empty time span [{t0}, {t1})")
     window = Windows(np.array([t0]), np.array([t1]), np.array([False]))
     return decode_windows(vox[None], window, strategy, events_in=events_in, spec=spec, seed=seed)
+
+
+def within_input(out: Events, events: Events) -> Events:
+    """Decoded events inside the input's time range: decoders spread events over whole
+    windows, and the last window may reach past the input's last event."""
+    if len(events) and len(out):
+        out = out.select((out.t >= events.t[0]) & (out.t <= events.t[-1]))
+    return out
+
+
+def output_attrs(in_path: str | os.PathLike, strategy: str) -> dict[str, Any]:
+    """Root attributes of a denoised file: the input's own, plus where it came from and how."""
+    attrs = {k: v for k, v in read_attrs(in_path).items() if k not in _DROPPED_ATTRS}
+    attrs["denoised_from"] = str(in_path)
+    attrs["decode"] = strategy
+    return attrs

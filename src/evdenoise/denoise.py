@@ -16,8 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import DEFAULT_DECODE, load_model
-from .decode import decode_windows
-from .events import Events, read_attrs, read_events, write_events
+from .decode import decode_windows, output_attrs, within_input
+from .events import Events, read_events, write_events
 from .infer import predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
 from .windows import merge, windows_for
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 CHUNK_WINDOWS = 32  # windows encoded, predicted and decoded together
-_DROPPED_ATTRS = ("width", "height", "producer", "t_offset")  # rewritten by write_events / baked into t
 
 
 def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: str | None, mode: str,
@@ -45,11 +44,7 @@ def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: 
         # One independent stream per chunk: the result does not depend on how many chunks ran before.
         chunk_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
         parts.append(decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=chunk_seed))
-    out = merge(parts, events.width, events.height)
-    if len(events) and len(out):
-        # Decoders spread events over whole windows; the last window may reach past the input.
-        out = out.select((out.t >= events.t[0]) & (out.t <= events.t[-1]))
-    return out
+    return within_input(merge(parts, events.width, events.height), events)
 
 
 def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = "pad",
@@ -69,9 +64,7 @@ def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[st
                   progress: bool, **kw: Any) -> Events:
     events = read_events(in_path, sort=sort)
     out = _denoise(events, model, meta, progress=progress, **kw)
-    attrs = {k: v for k, v in read_attrs(in_path).items() if k not in _DROPPED_ATTRS}
-    attrs["denoised_from"] = str(in_path)
-    attrs["decode"] = kw.get("decode") or meta.get("decode", DEFAULT_DECODE)
+    attrs = output_attrs(in_path, kw.get("decode") or meta.get("decode", DEFAULT_DECODE))
     write_events(out_path, out, attrs=attrs, producer="evdenoise.denoise")
     log.info("%s: %d -> %d events -> %s", in_path, len(events), len(out), out_path)
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
-from .events import Events, read_attrs, read_events, write_events
+from .events import Events, read_events, write_events
 from .voxel import VoxelSpec, encode_windows
 
 log = logging.getLogger(__name__)
@@ -77,23 +77,18 @@ def _check_voxel_settings(meta: dict, spec: VoxelSpec, path: PathLike) -> None:
         raise ValueError(f"{path}: voxel settings {mine} differ from the model's training settings {trained}")
 
 
-def decode_events(pred: np.ndarray, segments_path: PathLike, strategy: str, spec: VoxelSpec, seed: int = 0) -> Events:
-    """Predicted voxels of a file -> events (``mask`` keeps the file's own input events)."""
-    from .decode import decode_windows
-
-    seg = read_segments(segments_path)
-    return decode_windows(pred, seg.windows, strategy, events_in=seg.raw, spec=spec, seed=seed)
-
-
 def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out: PathLike, *,
                 strategy: str = "mask", seed: int = 0) -> None:
-    """Write the denoised events in the original file's format, keeping its attributes."""
+    """Write the denoised events in the original file's format, keeping its attributes
+    (``mask`` keeps a subset of the file's own input events)."""
+    from .decode import decode_windows, output_attrs, within_input
+
     vm = voxel_meta(predicted)
-    events = decode_events(read_voxels(predicted, "pred"), segments, strategy, vm.spec, seed)
-    attrs = {k: v for k, v in read_attrs(original).items() if k not in ("width", "height", "producer", "t_offset")}
-    attrs["denoised_from"] = str(original)
-    attrs["decode"] = strategy
-    write_events(out, events, attrs=attrs)
+    seg = read_segments(segments)
+    events = decode_windows(read_voxels(predicted, "pred"), seg.windows, strategy, events_in=seg.raw, spec=vm.spec,
+                            seed=seed)
+    events = within_input(events, seg.raw)
+    write_events(out, events, attrs=output_attrs(original, strategy))
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
 
