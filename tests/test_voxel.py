@@ -75,6 +75,17 @@ def test_encode_windows_equals_per_window(tiny_events, spec: VoxelSpec) -> None:
     np.testing.assert_array_equal(encode_windows(ev, inner, spec)[0], stacked[1])
 
 
+@pytest.mark.parametrize("spec", SPECS[-4:])
+def test_encode_ignores_event_order(tiny_events, spec: VoxelSpec) -> None:
+    # Shuffled events jump between windows and out of them at every step.
+    ev = tiny_events(3000, t0=10**15, duration=95_000)
+    shuffled = ev.select(np.random.default_rng(1).permutation(len(ev)))
+    w = windows_for(ev, 20_000, "absolute").select(np.array([0, 2, 4]))
+    np.testing.assert_allclose(encode_windows(shuffled, w, spec), encode_windows(ev, w, spec), atol=1e-5)
+    np.testing.assert_allclose(encode(shuffled, w.start[2], w.end[2], spec), encode(ev, w.start[2], w.end[2], spec),
+                               atol=1e-5)
+
+
 def test_encode_errors(tiny_events) -> None:
     with pytest.raises(ValueError, match="empty time span"):
         encode(tiny_events(), 5, 5, VoxelSpec())
