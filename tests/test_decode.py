@@ -1,6 +1,8 @@
 """Voxel -> events decoders (evdenoise.decode)."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -114,6 +116,7 @@ def test_mask_keeps_round_r_n_with_exact_timestamps(tiny_events, channels: int, 
     np.testing.assert_array_equal(n_out, np.rint(ratio * n_in))
     assert 0 < len(out) < len(ev)
     assert decode_windows(pred, windows, "mask", events_in=ev, seed=2).equals(out)
+    assert not decode_windows(pred, windows, "mask", events_in=ev, seed=3).equals(out)
 
 
 def test_mask_c1_uses_signed_input_value() -> None:
@@ -125,6 +128,25 @@ def test_mask_c1_uses_signed_input_value() -> None:
     assert (out.x == 0).sum() == 2 and (out.x == 1).sum() == 2
     pred[0, 0, 0] = [-1.0, 0.0]  # opposite sign -> r clipped to 0
     assert (decode(pred, 0, 10, "mask", events_in=ev).x == 0).sum() == 0
+
+
+def test_mask_picks_uniformly_random_subsets() -> None:
+    # Cell x=0: 4 ON events, keep 2; cell x=1: 3 ON events, keep 1. Over many seeds every subset
+    # of the right size turns up about equally often.
+    ev = Events.from_arrays(range(7), [0, 0, 0, 0, 1, 1, 1], [0] * 7, [1] * 7, 2, 1)
+    pred = np.array([2.0, 1.0], np.float32).reshape(1, 1, 1, 2)
+    seeds = 1500
+    pairs: Counter[tuple[int, ...]] = Counter()
+    singles: Counter[tuple[int, ...]] = Counter()
+    for seed in range(seeds):
+        t = decode(pred, 0, 10, "mask", events_in=ev, spec=VoxelSpec(1, 1), seed=seed).t.tolist()
+        pair, single = tuple(v for v in t if v < 4), tuple(v for v in t if v >= 4)
+        assert len(pair) == 2 and len(single) == 1
+        pairs[pair] += 1
+        singles[single] += 1
+    # Each frequency within about 4.5 standard deviations of its expectation.
+    assert len(pairs) == 6 and all(abs(k / seeds - 1 / 6) < 0.045 for k in pairs.values())
+    assert len(singles) == 3 and all(abs(k / seeds - 1 / 3) < 0.055 for k in singles.values())
 
 
 def test_mask_ignores_events_outside_windows(tiny_events) -> None:

@@ -7,9 +7,9 @@ Strategies (all deterministic given ``seed``; output sorted by t):
   (E-Deflare's decoder, vectorised with ``np.repeat``).
 - ``"spread"``: the same counts, timestamps evenly spaced inside the bin.
 - ``"mask"``: keep a subset of the *input* events. In each cell (nearest bin) holding n input
-  events, keep round(r * n) of them chosen at random, r = predicted / input value clipped
-  to [0, 1] (C=1: the cell's signed input sum; a cell whose input sum is 0 keeps all its
-  events). Kept events keep their exact timestamps.
+  events, keep round(r * n) of them chosen uniformly at random, r = predicted / input value
+  clipped to [0, 1] (C=1: the cell's signed input sum; a cell whose input sum is 0 keeps all
+  its events). Kept events keep their exact timestamps.
 
 Bin b of a window ``[t0, t1)`` with B bins holds the integer timestamps t with
 ``floor((t - t0) * B / (t1 - t0)) == b``, so ``sample``/``spread`` output re-encodes (nearest)
@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from .events import Events, read_attrs
 from .voxel import VoxelSpec
@@ -34,7 +35,7 @@ def _stable_argsort(key: np.ndarray) -> np.ndarray:
     """Stable argsort of non-negative integers: LSD radix sort over 16-bit digits.
 
     numpy's stable sort is a radix sort for 16-bit keys; a few such passes beat timsort on
-    the int64 keys used here (timestamps within a recording, cell indices).
+    the int64 keys used here (timestamps within a recording).
     """
     top = int(key.max()) if len(key) else 0
     order = None
@@ -106,40 +107,57 @@ def _from_counts(vox: np.ndarray, windows: Windows, strategy: str, rng: np.rando
     return Events(t[order], np.repeat(x, n)[order], np.repeat(y, n)[order], np.repeat(p, n)[order], W, H)
 
 
+@njit(cache=True, nogil=True)
+def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray,
+               dt: int, vox: np.ndarray, seed: int, tally: np.ndarray,
+               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """Mark in ``keep`` the events ``mask`` keeps. ``cell`` holds each event's window (-1: none) and
+    is overwritten with its voxel cell; ``tally`` (zeros, two per voxel cell) is scratch.
+
+    Two passes over the events: the first counts each cell's events and sums their value, the
+    second picks the kept ones by selection sampling (Knuth's Algorithm S: keep each event with
+    probability still-to-keep / still-to-see, which gives a uniformly random subset of exactly k).
+    """
+    S, C, B, H, W = vox.shape
+    pred = vox.reshape(-1)
+    for i in range(t.shape[0]):
+        w = cell[i]
+        if w >= 0:
+            plane = (w * C + np.int64(p[i] < 0) * (C - 1)) * B + (t[i] - start[w]) * B // dt
+            cell[i] = (plane * H + np.int64(y[i])) * W + np.int64(x[i])
+    # A loop of its own: fused into the one above, the scattered additions ran three times slower.
+    for i in range(t.shape[0]):
+        if cell[i] >= 0:
+            tally[cell[i], 0] += 1
+            tally[cell[i], 1] += p[i] if C == 1 else 1
+    np.random.seed(seed)
+    for i in range(t.shape[0]):
+        c = cell[i]
+        if c < 0:
+            continue
+        # A cell's first event turns its (count, value) into (-events still to see, events still to keep).
+        to_see, left = tally[c, 0], tally[c, 1]
+        if to_see > 0:
+            ratio = 1.0 if left == 0 else min(max(np.float64(pred[c]) / left, 0.0), 1.0)
+            to_see, left = -to_see, np.int32(np.rint(ratio * to_see))
+        # Cells kept whole or dropped draw no random number.
+        kept = left == -to_see or (left > 0 and np.random.random() * -to_see < left)
+        keep[i] = kept
+        tally[c, 0] = to_see + 1
+        tally[c, 1] = left - kept
+
+
 def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.Generator) -> Events:
     """``mask``: keep round(r * n) of the n input events of every cell."""
     S, C, B, H, W = vox.shape
     if (events_in.width, events_in.height) != (W, H):
         raise ValueError(f"input events are {events_in.width}x{events_in.height}, voxels are {W}x{H}")
-    window = windows.locate(events_in.t)
-    inside = window >= 0
     ev = events_in
-    if not inside.all():
-        ev, window = ev.select(inside), window[inside]
-    # All windows have one length, so bin and cell maths divide by scalars only; int32 cell
-    # indices halve the memory traffic of the scatter/gathers below when they fit.
-    B_, span = np.int64(B), np.int64(windows.segment_us)
-    itype = np.int32 if vox.size < 2**31 else np.int64
-    b = ((ev.t - windows.start[window]) * B_ // span).astype(itype)
-    plane = (window.astype(itype) * C + (ev.p < 0).astype(itype) * (C - 1)) * B + b
-    cell = (plane * H + ev.y) * W + ev.x
-    # Everything below is per event (gathers from the cell grids), not per cell of the grid.
-    n_in = np.bincount(cell, minlength=vox.size)[cell]
-    value_in = n_in if C == 2 else np.bincount(cell, weights=ev.p, minlength=vox.size)[cell]
-    pred = vox.reshape(-1)[cell]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(value_in != 0, np.clip(pred / value_in, 0.0, 1.0), 1.0)
-    keep_n = np.rint(ratio * n_in).astype(np.int64)
-    keep = keep_n == n_in  # cells kept whole
-    mixed = np.flatnonzero((keep_n > 0) & ~keep)
-    if len(mixed):
-        # Random choice inside each partly kept cell: shuffle, group by cell, keep the first k.
-        shuffled = mixed[rng.permutation(len(mixed))]
-        order = shuffled[_stable_argsort(cell[shuffled])]
-        grouped = cell[order]
-        first = np.r_[True, grouped[1:] != grouped[:-1]]
-        group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-        keep[order] = np.arange(len(order)) - group_start < keep_n[order]
+    keep = np.zeros(len(ev), bool)
+    # Scratch from numpy, whose large arrays get huge pages (numba's fault in page by page);
+    # numba's generator, seeded from ours, keeps the choice deterministic given the seed.
+    _mask_keep(ev.t, ev.x, ev.y, ev.p, windows.locate(ev.t), windows.start, windows.segment_us,
+               np.ascontiguousarray(vox), int(rng.integers(2**32)), np.zeros((vox.size, 2), np.int32), keep)
     return ev.select(keep)
 
 
