@@ -91,18 +91,20 @@ def test_mask_identity_and_zero(tiny_events, channels: int) -> None:
 
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("scale", [0.3, 0.5, 0.8])
-def test_mask_keeps_round_r_n_with_exact_timestamps(tiny_events, channels: int, scale: float) -> None:
+@pytest.mark.parametrize("threshold", [0.5, 0.4, 1.0])
+def test_mask_keeps_rounded_r_n_with_exact_timestamps(tiny_events, channels: int, scale: float,
+                                                      threshold: float) -> None:
     ev = tiny_events(4000, width=6, height=4, t0=T0, duration=40_000, seed=5)
     windows = windows_for(ev, 20_000)
     spec = VoxelSpec(8, channels)
     vox_in = encode_windows(ev, windows, spec)
     pred = (vox_in * scale).astype(np.float32)
-    out = decode_windows(pred, windows, "mask", events_in=ev, spec=spec, seed=2)
+    out = decode_windows(pred, windows, "mask", events_in=ev, spec=spec, seed=2, keep_threshold=threshold)
     # A subset of the input with its exact timestamps, still sorted.
     key_in = set(zip(ev.t.tolist(), ev.x.tolist(), ev.y.tolist(), ev.p.tolist()))
     assert set(zip(out.t.tolist(), out.x.tolist(), out.y.tolist(), out.p.tolist())) <= key_in
     assert np.all(np.diff(out.t) >= 0)
-    # Per cell: round(r * n) events kept, r = predicted / input value clipped to [0, 1].
+    # Per cell: r * n rounded up from the threshold on, r = predicted / input value clipped to [0, 1].
     per_cell = VoxelSpec(8, 2)  # event counts per polarity
     if channels == 2:
         n_in, n_out, value_in, p = (encode_windows(ev, windows, spec), encode_windows(out, windows, spec),
@@ -113,10 +115,21 @@ def test_mask_keeps_round_r_n_with_exact_timestamps(tiny_events, channels: int, 
         value_in, p = vox_in, pred
     value_in, p = value_in.astype(np.float64), p.astype(np.float64)
     ratio = np.where(value_in != 0, np.clip(p / np.where(value_in != 0, value_in, 1), 0, 1), 1)
-    np.testing.assert_array_equal(n_out, np.rint(ratio * n_in))
+    np.testing.assert_array_equal(n_out, np.floor(ratio * n_in + 1 - threshold))
     assert 0 < len(out) < len(ev)
-    assert decode_windows(pred, windows, "mask", events_in=ev, seed=2).equals(out)
-    assert not decode_windows(pred, windows, "mask", events_in=ev, seed=3).equals(out)
+    again = dict(events_in=ev, keep_threshold=threshold)
+    assert decode_windows(pred, windows, "mask", seed=2, **again).equals(out)
+    assert not decode_windows(pred, windows, "mask", seed=3, **again).equals(out)
+
+
+def test_mask_lower_threshold_keeps_more(tiny_events) -> None:
+    ev = tiny_events(4000, width=6, height=4, t0=T0, duration=20_000, seed=6)
+    spec = VoxelSpec(8, 2)
+    pred = encode(ev, T0, T0 + 20_000, spec) * 0.45
+    counts = [len(decode(pred, T0, T0 + 20_000, "mask", events_in=ev, keep_threshold=k)) for k in (1.0, 0.5, 0.4)]
+    assert counts[0] < counts[1] < counts[2] < len(ev)
+    with pytest.raises(ValueError, match="keep_threshold"):
+        decode(pred, T0, T0 + 20_000, "mask", events_in=ev, keep_threshold=0.0)
 
 
 def test_mask_c1_uses_signed_input_value() -> None:

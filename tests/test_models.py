@@ -23,7 +23,8 @@ SMP_ARCHS = list(ARCHITECTURES)
 SMALL = {
     "unet3d": {"name": "unet3d", "f_maps": [4, 8, 16]},
     "unet3d_factorised": {"name": "unet3d", "f_maps": [4, 8, 16], "factorised": True, "num_groups": 3},
-    "unet3d_direct": {"name": "unet3d", "f_maps": [4, 8], "residual": False},
+    "unet3d_direct": {"name": "unet3d", "f_maps": [4, 8], "output": "direct"},
+    "unet3d_gate": {"name": "unet3d", "f_maps": [4, 8], "output": "gate"},
     "unet3d_pool_time": {"name": "unet3d", "f_maps": [4, 8, 8], "pool_kernels": [[2, 2, 2], [1, 3, 2]]},
     "umamba": {"name": "umamba", "f_maps": [4, 8, 16], "d_state": 4},
     "identity": {"name": "identity"},
@@ -92,6 +93,25 @@ def test_identity_at_init(key: str) -> None:
     model = build_model({**SMALL[key], "in_channels": 2}).train()
     x = voxels(2)
     assert torch.equal(model(x), x)
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("cfg", [SMALL["unet3d_gate"], {"name": "smp", "arch": "FPN", "encoder_depth": 3, "output": "gate"}])
+def test_gate_only_removes(cfg: dict, c: int) -> None:
+    model = build_model({**cfg, "in_channels": c})
+    x = voxels(c)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), x * torch.sigmoid(torch.tensor(3.0)))  # keeps 95 % at init
+        for p in model.parameters():  # any weights: a share of each cell, with its sign, nothing where x is 0
+            p.normal_()
+        y = model(x)
+    assert torch.all(y.abs() <= x.abs()) and torch.all(y * x >= 0) and torch.all(y[x == 0] == 0)
+    assert not torch.equal(y, x * torch.sigmoid(torch.tensor(3.0)))
+
+
+def test_unknown_output_mode_is_an_error() -> None:
+    with pytest.raises(ValueError, match="output must be one of"):
+        build_model({"name": "unet3d", "output": "sigmoid"})
 
 
 def test_default_unet3d_is_identity_and_pools_only_space() -> None:

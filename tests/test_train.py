@@ -1,6 +1,8 @@
 """Training: config, loss, checkpoints, resume after a kill, early stopping, DDP on 2 CPU processes."""
 from __future__ import annotations
 
+import math
+
 import csv
 import json
 import logging
@@ -68,6 +70,22 @@ def test_loss_weights() -> None:
     assert float(num / den) == pytest.approx((1 + 0 + 0 + 3) / (1 + 3 + 1 + 3))
     num, den = loss_terms(pred * 3, label, raw, TrainConfig(loss="huber", huber_delta=1.0))
     assert float(num / den) == pytest.approx((2.5 + 1.5 + 1.5 + 2.5) / 4)
+
+
+def test_keep_bce_scores_kept_shares_per_input_event() -> None:
+    raw = torch.tensor([0.0, 4.0, 2.0, -2.0, 1.0])
+    label = torch.tensor([3.0, 2.0, 2.0, -1.0, 0.0])  # clean shares: -, 1/2, 1, 1/2, 0
+    cfg = TrainConfig(loss="keep_bce")
+    perfect = torch.tensor([9.0, 2.0, 2.0, -1.0, 0.0])  # the empty input cell carries no weight
+    num, den = loss_terms(perfect, label, raw, cfg)
+    entropy = -math.log(0.5)  # the least a share of 1/2 can cost
+    assert float(den) == 9 and float(num / den) == pytest.approx((4 + 2) * entropy / 9, abs=1e-4)
+    keep_all = raw.clone()
+    worse = float(torch.div(*loss_terms(keep_all, label, raw, cfg)))
+    assert worse > float(num / den)
+    # the event that should go, kept: -log(1e-6) for its one event
+    assert float(loss_terms(perfect + torch.tensor([0, 0, 0, 0, 1.0]), label, raw, cfg)[0]) == pytest.approx(
+        float(num) - math.log(1e-6), rel=1e-3)
 
 
 def test_model_file_round_trip(tmp_path: Path) -> None:

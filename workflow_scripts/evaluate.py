@@ -6,8 +6,8 @@ from evdenoise.stages import evaluate_sample
 from evdenoise.voxel import VoxelSpec
 
 with logged(snakemake.log[0]):
-    ev = json.loads(snakemake.params.evaluate)
+    ev, d = json.loads(snakemake.params.evaluate), json.loads(snakemake.params.decode)
     evaluate_sample(snakemake.input.segments, snakemake.input.predicted, snakemake.output[0],
                     sample=snakemake.wildcards.sample, baselines=ev["baselines"], decodes=ev["decodes"],
                     spec=VoxelSpec(**json.loads(snakemake.params.voxel)),
-                    seed=json.loads(snakemake.params.decode)["seed"])
+                    seed=d["seed"], keep_threshold=d["keep_threshold"])

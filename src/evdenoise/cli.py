@@ -67,6 +67,8 @@ def _denoise(args: argparse.Namespace) -> None:
     from .denoise import denoise_dir, denoise_file
 
     kw = dict(decode=args.decode, mode=args.mode, batch_size=args.batch_size, device=args.device, seed=args.seed)
+    if args.keep_threshold is not None:
+        kw["keep_threshold"] = args.keep_threshold
     if Path(args.input).is_dir():
         denoise_dir(args.input, args.output, args.model, **kw)
     else:
@@ -150,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")
+    p.add_argument("--keep-threshold", type=float,
+                   help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; default 0.4)")
     p.add_argument("--mode", choices=["pad", "resize", "tile"], default="pad")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import DEFAULT_DECODE, load_model
-from .decode import decode_windows, output_attrs, within_input
+from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
 from .events import Events, read_events, write_events
 from .infer import predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
@@ -29,7 +29,8 @@ CHUNK_WINDOWS = 32  # windows encoded, predicted and decoded together
 
 
 def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: str | None, mode: str,
-             batch_size: int, device: str, seed: int, progress: bool, **predict_kw: Any) -> Events:
+             batch_size: int, device: str, seed: int, progress: bool, keep_threshold: float = DEFAULT_KEEP_THRESHOLD,
+             **predict_kw: Any) -> Events:
     windows = windows_for(events, int(meta["segment_us"]), str(meta.get("grid", "relative")))
     spec = VoxelSpec(**meta["voxel"])
     strategy = decode or meta.get("decode", DEFAULT_DECODE)
@@ -43,7 +44,8 @@ def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: 
                               batch_size=batch_size, device=device, **predict_kw)
         # One independent stream per chunk: the result does not depend on how many chunks ran before.
         chunk_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        parts.append(decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=chunk_seed))
+        parts.append(decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=chunk_seed,
+                                    keep_threshold=keep_threshold))
     return within_input(merge(parts, events.width, events.height), events)
 
 
@@ -52,8 +54,8 @@ def denoise_events(events: Events, model_path: PathLike, *, decode: str | None =
                    **predict_kw: Any) -> Events:
     """Denoised copy of a time-sorted event stream.
 
-    ``decode`` overrides the model's default strategy; ``mode``/``predict_kw`` (tile, overlap,
-    amp) go to :func:`evdenoise.infer.predict_voxels`. Output timestamps lie inside the input's range.
+    ``decode`` overrides the model's default strategy; ``keep_threshold`` goes to the ``mask``
+    decoder; ``mode``/``predict_kw`` (tile, overlap, amp) go to :func:`evdenoise.infer.predict_voxels`. Output timestamps lie inside the input's range.
     """
     model, meta = load_model(model_path, resolve_device(device))
     return _denoise(events, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,

@@ -78,7 +78,7 @@ def _check_voxel_settings(meta: dict, spec: VoxelSpec, path: PathLike) -> None:
 
 
 def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out: PathLike, *,
-                strategy: str = "mask", seed: int = 0) -> None:
+                strategy: str = "mask", seed: int = 0, keep_threshold: float | None = None) -> None:
     """Write the denoised events in the original file's format, keeping its attributes
     (``mask`` keeps a subset of the file's own input events)."""
     from .decode import decode_windows, output_attrs, within_input
@@ -86,14 +86,20 @@ def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out
     vm = voxel_meta(predicted)
     seg = read_segments(segments)
     events = decode_windows(read_voxels(predicted, "pred"), seg.windows, strategy, events_in=seg.raw, spec=vm.spec,
-                            seed=seed)
+                            seed=seed, **_threshold(keep_threshold))
     events = within_input(events, seg.raw)
     write_events(out, events, attrs=output_attrs(original, strategy))
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
 
+def _threshold(keep_threshold: float | None) -> dict[str, float]:
+    # None: the decoder's own default.
+    return {} if keep_threshold is None else {"keep_threshold": keep_threshold}
+
+
 def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Sequence[str],
-                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> dict[str, Events]:
+                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
+                     keep_threshold: float | None = None) -> dict[str, Events]:
     """The event streams every method produces for one file, keyed by method name.
 
     ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
@@ -116,12 +122,14 @@ def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Seque
             out[name] = apply_filter(name, seg.raw)
     if pred is not None:
         for d in decodes:
-            out[f"model_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
+            out[f"model_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
+                                               **_threshold(keep_threshold))
     return out
 
 
 def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLike, *, sample: str,
-                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> pd.DataFrame:
+                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
+                    keep_threshold: float | None = None) -> pd.DataFrame:
     """Per-window metrics of every method against the clean events of one file; written as CSV."""
     from .evaluate import write_csv
     from .metrics import file_metrics
@@ -132,7 +140,7 @@ def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLik
     frames = []
     pred = read_voxels(predicted, "pred") if predicted is not None else None
     for method, est in method_estimates(seg, pred, baselines=baselines, decodes=decodes,
-                                        spec=spec, seed=seed).items():
+                                        spec=spec, seed=seed, keep_threshold=keep_threshold).items():
         df = file_metrics(est, seg.label, seg.windows)
         df.insert(0, "method", method)
         df.insert(0, "file", sample)

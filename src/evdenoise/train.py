@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "none")
-LOSSES = ("mse", "l1", "huber")
+LOSSES = ("mse", "l1", "huber", "keep_bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Settings that change speed but never results: left out of the resume hash.
 _RESULT_NEUTRAL = ("num_workers", "threads")
@@ -65,7 +65,7 @@ class TrainConfig:
     plateau_factor: float = 0.5  # plateau: lr *= factor ...
     plateau_patience: int = 2  # ... after this many validations without improvement
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    loss: str = "mse"  # mse | l1 | huber
+    loss: str = "mse"  # mse | l1 | huber | keep_bce (see loss_terms)
     huber_delta: float = 1.0
     empty_weight: float = 1.0  # weight of cells where raw == label == 0 (the empty majority)
     changed_weight: float = 1.0  # weight of cells where raw != label (what the model must change)
@@ -152,21 +152,36 @@ def loss_terms(pred: torch.Tensor, label: torch.Tensor, raw: torch.Tensor, cfg: 
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of weighted per-cell losses, sum of weights); the loss is their ratio.
 
-    Cells where raw and label are both empty get ``empty_weight``, cells the model must change
-    (raw != label) get ``changed_weight``, all others 1.
+    ``mse``/``l1``/``huber`` compare counts. Cells where raw and label are both empty get
+    ``empty_weight``, cells the model must change (raw != label) get ``changed_weight``, all others 1.
+
+    ``keep_bce`` scores what the ``mask`` decoder does with a prediction: per input cell, the
+    binary cross-entropy of the kept share ``pred / raw`` against the clean share ``label / raw``
+    (both clipped to [0, 1]), weighted by the cell's ``|raw|`` so every input event counts once.
+    MSE on counts instead weighs a cell by its count squared, so dense flare outweighs the sparse
+    real events that the point-cloud and F1 metrics count one by one. Cells without input carry
+    no weight (nothing there to keep); ``changed_weight`` still multiplies cells with raw != label.
     """
-    pred, label = pred.float(), label.float()
-    if cfg.loss == "mse":
-        err = (pred - label) ** 2
-    elif cfg.loss == "l1":
-        err = (pred - label).abs()
+    pred, label, raw = pred.float(), label.float(), raw.float()
+    if cfg.loss == "keep_bce":
+        has = raw != 0
+        safe = torch.where(has, raw, torch.ones_like(raw))
+        target = (label / safe).clamp(0.0, 1.0)
+        share = (pred / safe).clamp(1e-6, 1.0 - 1e-6)
+        err = nn.functional.binary_cross_entropy(share, target, reduction="none")
+        weight = raw.abs()
     else:
-        err = nn.functional.huber_loss(pred, label, reduction="none", delta=cfg.huber_delta)
-    weight = torch.ones_like(err)
-    if cfg.empty_weight != 1.0:
-        weight = torch.where((raw == 0) & (label == 0), cfg.empty_weight, weight)
+        if cfg.loss == "mse":
+            err = (pred - label) ** 2
+        elif cfg.loss == "l1":
+            err = (pred - label).abs()
+        else:
+            err = nn.functional.huber_loss(pred, label, reduction="none", delta=cfg.huber_delta)
+        weight = torch.ones_like(err)
+        if cfg.empty_weight != 1.0:
+            weight = torch.where((raw == 0) & (label == 0), cfg.empty_weight, weight)
     if cfg.changed_weight != 1.0:
-        weight = torch.where(raw != label, cfg.changed_weight, weight)
+        weight = torch.where(raw != label, cfg.changed_weight * weight, weight)
     return (weight * err).sum(), weight.sum()
 
 

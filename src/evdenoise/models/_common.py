@@ -5,6 +5,7 @@ import math
 from typing import Sequence
 
 import torch
+from torch import nn
 
 
 def check_voxels(x: torch.Tensor, in_channels: int, model: str) -> None:
@@ -36,3 +37,34 @@ def as_kernel_list(value: object, count: int, what: str, model: str) -> list[tup
             raise ValueError(f"{model}: each {what} entry must be three positive ints (t, h, w), got {k!r}")
         kernels.append((int(k[0]), int(k[1]), int(k[2])))
     return kernels
+
+
+# How a model's last layer becomes its prediction. "residual": input + correction (zero head: the identity
+# at init); "gate": input x sigmoid(head), a per-cell share of the input's events to keep (the head starts
+# at GATE_BIAS, keeping 95 % everywhere); "direct": the head is the prediction.
+OUTPUTS = ("residual", "gate", "direct")
+GATE_BIAS = 3.0
+
+
+def check_output(output: object, model: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"{model}: output must be one of {OUTPUTS}, got {output!r}")
+    return str(output)
+
+
+def init_head(head: nn.Module, output: str) -> None:
+    """Initialise the last convolution for ``output`` (``"direct"`` keeps PyTorch's default init)."""
+    if output == "direct":
+        return
+    nn.init.zeros_(head.weight)
+    nn.init.constant_(head.bias, GATE_BIAS if output == "gate" else 0.0)
+
+
+def apply_output(head_out: torch.Tensor, x: torch.Tensor, output: str) -> torch.Tensor:
+    """The prediction from the head's output and the (padded) input ``x`` of the same shape."""
+    if output == "residual":
+        return x + head_out
+    if output == "gate":
+        # A gate can only remove: the prediction keeps the input's sign and is never above it.
+        return x * torch.sigmoid(head_out)
+    return head_out

@@ -10,8 +10,8 @@ The library works on (N, C, H, W, D) and down-samples every axis by 2 per encode
 * for every other architecture zero-pads time, like H and W, to 2**encoder_depth and crops back. With 8 bins
   ``encoder_depth: 3`` needs no time padding (PSPNet's default); depth 5 pads 8 bins to 32 (4x the compute);
   PAN's depth is fixed at 5 by the library;
-* builds with ``encoder_weights=None`` (nothing is downloaded) and zero-initialises the segmentation head,
-  so with ``residual: true`` (default) the untrained model is the identity;
+* builds with ``encoder_weights=None`` (nothing is downloaded) and initialises the segmentation head for
+  ``output`` (``_common.OUTPUTS``): with ``"residual"`` (default) the untrained model is the identity;
 * turns the library's failures on shapes it cannot take (its own check swallows its errors) into a
   ValueError naming the architecture and the shape.
 """
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..voxel import crop_to, pad_to
-from ._common import as_kernel_list, check_voxels, prod_per_axis
+from ._common import apply_output, as_kernel_list, check_output, check_voxels, init_head, prod_per_axis
 from .registry import register
 
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "Linknet", "PAN", "MAnet", "DeepLabV3", "DeepLabV3Plus", "PSPNet")
@@ -59,7 +59,7 @@ class SMPModel(nn.Module):
         encoder_name: str = "resnet18",
         encoder_depth: int | None = None,
         strides: Sequence[Sequence[int]] | Sequence[int] | None = None,
-        residual: bool = True,
+        output: str = "residual",
         **arch_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -107,7 +107,7 @@ class SMPModel(nn.Module):
 
         self.arch = cls.__name__
         self.in_channels = in_channels
-        self.residual = residual
+        self.output = check_output(output, "smp")
         try:
             self.net = cls(
                 encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels, classes=in_channels,
@@ -116,10 +116,7 @@ class SMPModel(nn.Module):
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as err:
             # Several of the library's encoders do not accept its own ``strides`` argument, among others.
             raise ValueError(f"smp: cannot build {cls.__name__} with {arch_kwargs}: {err}") from None
-        if residual:
-            head = self.net.segmentation_head[0]
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        init_head(self.net.segmentation_head[0], self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_voxels(x, self.in_channels, f"smp {self.arch}")
@@ -133,6 +130,4 @@ class SMPModel(nn.Module):
             ) from None
         if out.shape != xp.shape:
             raise ValueError(f"smp {self.arch}: produced {tuple(out.shape)} for padded input {tuple(xp.shape)}")
-        if self.residual:
-            out = out + xp
-        return crop_to(out, sizes).contiguous()
+        return crop_to(apply_output(out, xp, self.output), sizes).contiguous()

@@ -2,8 +2,10 @@
 
 Encoder: a residual block per level, max-pooling between levels with a kernel per level (default (1, 2, 2):
 the 8-bin time axis is never pooled away). Decoder: 1x1x1 channel reduction at low resolution, nearest
-up-sampling, summation with the skip, a residual block. The last 1x1x1 convolution is zero-initialised
-and (by default) added to the input, so a fresh model is exactly the identity and learns a correction.
+up-sampling, summation with the skip, a residual block. ``output`` (see ``_common.OUTPUTS``) says how the last
+1x1x1 convolution becomes the prediction: ``"residual"`` (zero-initialised and added to the input, so a fresh
+model is exactly the identity and learns a correction), ``"gate"`` (a per-cell share of the input to keep: the
+input times a sigmoid; what the ``mask`` decoder does with events) or ``"direct"``.
 ``factorised=True`` swaps every 3x3x3 convolution for a (2+1)-D pair: spatial 1x3x3 then temporal 3x1x1.
 
 Speed on CPU: inside the network the time axis is moved last, (N, C, H, W, B), because PyTorch sends batch-1
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..voxel import crop_to, pad_to
-from ._common import as_kernel_list, check_voxels, prod_per_axis
+from ._common import apply_output, as_kernel_list, check_output, check_voxels, init_head, prod_per_axis
 from .registry import register
 
 
@@ -116,7 +118,7 @@ class UNet3D(nn.Module):
         pool_kernels: Sequence[Sequence[int]] | Sequence[int] = POOL_KERNEL,
         num_groups: int = 8,
         factorised: bool = False,
-        residual: bool = True,
+        output: str = "residual",
         space_to_depth: int = SPACE_TO_DEPTH,
         bottleneck: nn.Module | None = None,
         name: str = "unet3d",
@@ -133,7 +135,7 @@ class UNet3D(nn.Module):
             raise ValueError(f"{name}: space_to_depth must be a positive int, got {space_to_depth!r}")
         self.name = name
         self.in_channels = in_channels
-        self.residual = residual
+        self.output = check_output(output, name)
         self.pool_kernels = as_kernel_list(pool_kernels, len(f_maps) - 1, "pool_kernels", name)
         # Inputs are zero-padded to this multiple per (B, H, W) axis so every pooling divides exactly.
         self.space_to_depth = space_to_depth
@@ -150,10 +152,7 @@ class UNet3D(nn.Module):
             UpBlock(f_maps[i + 1], f_maps[i], num_groups, factorised) for i in reversed(range(len(f_maps) - 1))
         )
         self.head = nn.Conv3d(f_maps[0], in_channels * space_to_depth**2, 1)
-        if residual:
-            # Zero head: the untrained model is exactly the identity, training learns only the correction.
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        init_head(self.head, self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_voxels(x, self.in_channels, self.name)
@@ -171,6 +170,4 @@ class UNet3D(nn.Module):
         for dec in self.decoders:
             h = dec(h, skips.pop())
         out = unfold_space(self.head(h).permute(0, 1, 4, 2, 3), self.space_to_depth)
-        if self.residual:
-            out = out + xp
-        return crop_to(out, sizes).contiguous()
+        return crop_to(apply_output(out, xp, self.output), sizes).contiguous()
