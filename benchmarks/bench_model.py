@@ -13,10 +13,15 @@ Reference: ``pytorch3dunet.unet3d.model.ResidualUNet3D`` with E-Deflare's settin
 GroupNorm 8, layer_order "gcr", regression output). It max-pools (2, 2, 2) between its 4 levels, so 8 time bins
 become 4, 2, 1: they survive, but the bottleneck has a single time bin and the input needs B divisible by 8.
 
+Quality part (``--quality-steps N``): the default model (``config/config.yaml``'s ``model``) and ResidualUNet3D are
+each trained N steps on the embedded default data (the config's synthetic set, split and voxelized under ``--work``)
+with the config's ``train`` settings - same crops in the same order, same validation frames - once with the
+default loss and once with MSE; their final validation losses are printed beside the input's own.
+
 Last line: ``default_speedup_vs_residualunet3d: X`` (forward-time ratio, ResidualUNet3D / our default).
 
 Needs the benchmark extra: ``pip install pytorch3dunet`` (imported lazily).
-Usage: python benchmarks/bench_model.py [--repeats 3] [--threads 2] [--quality-steps 0]
+Usage: python benchmarks/bench_model.py [--repeats 3] [--threads 2] [--quality-steps 0] [--work DIR]
 """
 from __future__ import annotations
 
@@ -29,17 +34,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
 from evdenoise.models import build_model
+from quality import ROOT, load_config, training_data
 
 WINDOW = (1, 1, 8, 480, 640)  # one 20 ms window of a 640x480 sensor, 8 bins, C=1
 CROPS = (2, 1, 8, 128, 128)  # a training batch of 128x128 crops
 
+DEFAULT_MODEL = load_config(ROOT / "config" / "config.yaml")["model"]  # the workflow's default model
 OUR_MODELS: dict[str, dict[str, Any]] = {
-    "unet3d (default)": {"name": "unet3d"},
+    "unet3d (default)": DEFAULT_MODEL,
     "unet3d factorised": {"name": "unet3d", "factorised": True},
     "unet3d f_maps [16,32,64]": {"name": "unet3d", "f_maps": [16, 32, 64]},
     "smp Unet resnet18": {"name": "smp", "arch": "Unet", "encoder_name": "resnet18"},
@@ -167,56 +173,47 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------------------ quality at equal budget
-def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], *, steps: int, seed: int = 0,
-                     train_cfg: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Train each model on the same synthetic flare data for the same steps with ``evdenoise.train``;
-    return the final validation loss per model (lower is better), plus "identity": the validation MSE of the
-    untouched input (the trainer refuses a model without parameters; its default loss is this plain MSE).
+def identity_loss(val_files: list[Path], train_cfg: Mapping[str, Any]) -> float:
+    """Validation loss of the untouched input (the trainer refuses a model without parameters)."""
+    from evdenoise.dataset import Frames
+    from evdenoise.train import TrainConfig, loss_terms
 
+    cfg, frames = TrainConfig.from_dict(train_cfg), Frames(val_files)
+    num = den = 0.0
+    for i in range(len(frames)):
+        raw, label = frames[i]
+        n, d = loss_terms(raw, label, raw, cfg)
+        num, den = num + float(n), den + float(d)
+    return num / den
+
+
+def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[str], *, steps: int,
+                     work: Path, threads: int) -> dict[str, dict[str, float]]:
+    """Train each model on the embedded default data (``config/config.yaml``'s synthetic set, split and
+    voxelized as ``make run`` does) with the default ``train`` settings for ``steps`` steps, once per loss;
+    return ``{loss: {model: final validation loss}}`` (lower is better), with "identity" (the input as it is).
+
+    Every model gets the same crops in the same order (same seed) and the same validation frames.
     pytorch-3dunet's ResidualUNet3D is registered under the name "residualunet3d" for this run only.
-    The data is a fixed synthetic set (sparse random events plus a smooth flare blob in the input only);
-    replace it with E-Deflare voxel files when they are available.
     """
-    from evdenoise.artifacts import write_voxels
     from evdenoise.models.registry import MODELS, register
     from evdenoise.train import train
-    from evdenoise.voxel import VoxelSpec
-    from evdenoise.windows import make_windows
 
     if "residualunet3d" not in MODELS:
         register("residualunet3d")(residual_unet3d)
-    rng = np.random.default_rng(seed)
-
-    def flare_set(n: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = (n, 1, 8, 96, 128)
-        clean = (rng.random(shape) < 0.02) * rng.choice([-1.0, 1.0], size=shape)
-        yy, xx = np.mgrid[:96, :128]
-        flare = np.zeros(shape)
-        for i in range(n):  # one blob per window at a random place, growing over the bins
-            cy, cx = rng.uniform(20, 76), rng.uniform(20, 108)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 10.0**2))
-            flare[i, 0] = blob[None] * np.linspace(0.5, 2.0, 8)[:, None, None]
-        return (clean + flare).astype(np.float32), clean.astype(np.float32)
-
-    spec = VoxelSpec(bins=8, channels=1)
-    settings = {"steps": steps, "batch_size": 2, "patch": [64, 64], "val_every": steps, "seed": seed,
-                "device": "cpu", **(train_cfg or {})}
-    losses = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for split, n in (("train", 8), ("val", 4)):
-            raw, label = flare_set(n)
-            if split == "val":
-                losses["identity"] = float(np.mean((raw - label) ** 2))
-            windows = make_windows(0, n * 20000 - 1, 20000)
-            files[split] = Path(tmp) / f"{split}.h5"
-            write_voxels(files[split], {"raw": raw, "label": label}, windows, spec, attrs={"width": 128, "height": 96})
-        for name, cfg in model_cfgs.items():
-            out = train(settings, cfg, [files["train"]], [files["val"]], Path(tmp) / name.replace(" ", "_"),
-                        progress=False)
-            with open(out.parent / "history.csv", newline="") as f:
-                losses[name] = float(list(csv.DictReader(f))[-1]["val_loss"])
-    return losses
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    _, vox = training_data(cfg, work)
+    out: dict[str, dict[str, float]] = {}
+    for loss in losses:
+        settings = {**cfg["train"], "loss": loss, "steps": steps, "val_every": steps, "threads": threads}
+        out[loss] = {"identity": identity_loss(vox["val"], settings)}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, model_cfg in model_cfgs.items():
+                path = train(settings, dict(model_cfg), vox["train"], vox["val"], Path(tmp) / name.replace(" ", "_"),
+                             progress=False)
+                with open(path.parent / "history.csv", newline="") as f:
+                    out[loss][name] = float(list(csv.DictReader(f))[-1]["val_loss"])
+    return out
 
 
 def main() -> None:
@@ -224,6 +221,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quality-steps", type=int, default=0, help="also run compare_training for N steps")
+    ap.add_argument("--work", type=Path, default=ROOT / "results" / "quality",
+                    help="where the default data is built (shared with benchmarks/quality.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -237,9 +236,15 @@ def main() -> None:
     print_table(rows)
 
     if args.quality_steps:
-        cfgs = {"unet3d (default)": {"name": "unet3d"}, "residualunet3d": {"name": "residualunet3d"}}
-        for name, loss in compare_training(cfgs, steps=args.quality_steps).items():
-            print(f"quality {name}: val_loss {loss:.5f}")
+        cfgs = {"unet3d (default)": DEFAULT_MODEL, "residualunet3d": {"name": "residualunet3d"}}
+        default_loss = (load_config(ROOT / "config" / "config.yaml").get("train") or {}).get("loss", "mse")
+        losses = list(dict.fromkeys([default_loss, "mse"]))
+        results = compare_training(cfgs, losses, steps=args.quality_steps, work=args.work, threads=args.threads)
+        print(f"\nvalidation loss after {args.quality_steps} steps on the default data (default train settings, "
+              "lower is better):")
+        print(f"{'loss':<10} {'identity':>10} {'unet3d (default)':>17} {'ResidualUNet3D':>15}")
+        for loss, row in results.items():
+            print(f"{loss:<10} {row['identity']:>10.5f} {row['unet3d (default)']:>17.5f} {row['residualunet3d']:>15.5f}")
 
     ref = next(r for r in rows if r["model"] == REFERENCE)
     default = next(r for r in rows if r["model"] == "unet3d (default)")

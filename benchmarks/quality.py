@@ -157,7 +157,8 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     model, meta = load_model(model_path)
     spec = VoxelSpec(**meta["voxel"])
     win = cfg.get("windows") or {}
-    seed = int((cfg.get("decode") or {}).get("seed", 0))
+    dec = cfg.get("decode") or {}
+    seed, threshold = int(dec.get("seed", 0)), dec.get("keep_threshold")
     frames = []
     for _, row in manifest.iterrows():
         raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
@@ -166,7 +167,7 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
         seg = Segments(windows, raw, label)
         pred = predict_voxels(model, encode_windows(raw, windows, spec), device="cpu")
         for method, est in method_estimates(seg, pred, baselines=BASELINES, decodes=DECODES, spec=spec,
-                                            seed=seed).items():
+                                            seed=seed, keep_threshold=threshold).items():
             df = file_metrics(est, label, windows)
             df.insert(0, "method", method)
             df.insert(0, "file", row["name"])
@@ -228,12 +229,13 @@ def compact(summary: pd.DataFrame, model: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- real
-def real_recordings(model_path: Path, real_dir: Path, out_dir: Path, rel_to: Path) -> list[dict[str, Any]]:
+def real_recordings(model_path: Path, real_dir: Path, out_dir: Path, rel_to: Path, **decode_kw: Any
+                    ) -> list[dict[str, Any]]:
     """Share of events each method keeps on flare-free real recordings, and a before/after picture."""
     rows = []
     for name in REAL_FILES:
         ev = read_events(real_dir / name, sort=True)
-        out = denoise_events(ev, model_path)
+        out = denoise_events(ev, model_path, **decode_kw)
         row = {"file": name, "events": len(ev), "model": len(out) / len(ev)}
         for f in FILTERS:
             row[f] = len(apply_filter(f, ev)) / len(ev)
@@ -244,11 +246,11 @@ def real_recordings(model_path: Path, real_dir: Path, out_dir: Path, rel_to: Pat
     return rows
 
 
-def example_picture(row: pd.Series, model_path: Path, png: Path) -> None:
+def example_picture(row: pd.Series, model_path: Path, png: Path, **decode_kw: Any) -> None:
     """noisy | model | clean of one synthetic pair, two windows."""
     noisy = read_events(Path(row["root"]) / row["noisy"], sort=True)
     clean = read_events(Path(row["root"]) / row["clean"], width=noisy.width, height=noisy.height, sort=True)
-    plot_events([noisy, denoise_events(noisy, model_path), clean], ["noisy input", "model (mask)", "clean target"],
+    plot_events([noisy, denoise_events(noisy, model_path, **decode_kw), clean], ["noisy input", "model (mask)", "clean target"],
                 png, windows=True, max_windows=2, dpi=60)
 
 
@@ -274,7 +276,8 @@ def write_report(path: Path, *, cfg: Mapping[str, Any], model_path: Path, train_
         f"{meta['train']['patch']}, loss {meta['train']['loss']}, empty_weight {meta['train']['empty_weight']}, "
         f"changed_weight {meta['train']['changed_weight']}, changed_crop_p {meta['train']['changed_crop_p']}; "
         f"best validation at step {meta.get('step')} of {meta.get('last_step')}",
-        f"- decode (the model's default): `{meta.get('decode')}`",
+        f"- decode (the model's default): `{meta.get('decode')}`, keep_threshold "
+        f"{(cfg.get('decode') or {}).get('keep_threshold', 'default')}",
         ("- training time: `train()` took {:.0f} s wall and **{:.0f} s of CPU time** on {} threads; the machine "
          "was shared with other jobs (1-min load average {:.1f} at the end on 2 cores), so the CPU time is the "
          "better estimate of the wall time on an idle 2-core machine (an upper bound when both threads "
@@ -352,14 +355,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     held.to_csv(args.work / "heldout_scores.csv", index=False)
     pics = args.out.parent / "quality"
     pics.mkdir(parents=True, exist_ok=True)
-    real = real_recordings(model_path, args.real, pics, args.out.parent)
+    decode_kw = {k: v for k, v in (cfg.get("decode") or {}).items() if k in ("seed", "keep_threshold")}
+    real = real_recordings(model_path, args.real, pics, args.out.parent, **decode_kw)
     test_rows = manifest[manifest["split"] == "test"]
     # the test pair with the most flare events (noisy minus clean) shows the most
     examples = [(test_rows.loc[(test_rows["n_noisy"] - test_rows["n_clean"]).idxmax()], "example_test.png"),
                 (held_manifest[held_manifest["group"] == "real_background"].iloc[0], "example_real_background.png"),
                 (held_manifest[held_manifest["group"] == "flare_outside_defaults"].iloc[0], "example_flare_shapes.png")]
     for row, name in examples:
-        example_picture(row, model_path, pics / name)
+        example_picture(row, model_path, pics / name, **decode_kw)
     write_report(args.out, cfg=cfg, model_path=model_path, train_s=train_s, threads=args.threads, test=test,
                  held=held, real=real, pictures=[f"quality/{n}" for _, n in examples])
     log.info("wrote %s", args.out)

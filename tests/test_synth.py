@@ -45,6 +45,18 @@ def test_config_round_trip_and_errors() -> None:
         small(modulation_depth=(0.5, 1.5))
 
 
+def test_sizes_draw_each_files_sensor_and_leave_the_rest_alone(pairs: list) -> None:
+    cfg = small(sizes=[[32, 24], [48, 36]])
+    assert cfg.sizes == ((32, 24), (48, 36)) and SynthConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    drawn = {(n.width, n.height) for n, c, _ in (generate_pair(cfg, seed) for seed in range(8))}
+    assert drawn == {(32, 24), (48, 36)}
+    # One size only: the same scene, flare and noise as without ``sizes`` at that size.
+    noisy, clean, _ = generate_pair(small(sizes=[[64, 48]]), 0)
+    assert noisy.equals(pairs[0][0]) and clean.equals(pairs[0][1])
+    with pytest.raises(ValueError, match="sizes"):
+        small(sizes=[[8, 8]])
+
+
 def test_same_seed_same_pair_other_seed_other_pair(pairs: list) -> None:
     noisy, clean, meta = generate_pair(small(), 0)
     assert noisy.equals(pairs[0][0]) and clean.equals(pairs[0][1])

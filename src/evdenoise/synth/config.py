@@ -22,6 +22,8 @@ class SynthConfig:
     Sensor and simulation
       width, height: 160 x 120 (any >= 16; 640 x 480 is E-Deflare's size). Real backgrounds
         replace them by their own recording's size.
+      sizes: (), or (width, height) choices each file draws its sensor size from instead (so a
+        model sees flare and scenes at several pixel scales).
       duration_us: 100_000 (>= 1 ms).
       dt_us: 150, the simulation step (10..1000); events inside a step get linearly
         interpolated timestamps.
@@ -45,8 +47,10 @@ class SynthConfig:
       scene_contrast: (0.2, 0.7), std of the texture's log intensity.
       pan_speed: (0.05, 0.6) image widths per second; shake: (0, 0.015) of the width, at
         shake_hz: (2, 12).
-      n_objects: (1, 5); object_size: (0.12, 0.45) of the height; object_speed: (0.1, 1.5)
-        widths per second.
+      n_objects: (1, 5); object_size: (0.12, 0.45) of the height; object_speed: (0.1, 3.0)
+        widths per second; object_contrast: (0.3, 3.0) *log*, the log-intensity step between an
+        object and the scene (brighter or darker at random): steps of several thresholds, fast,
+        give the dense bursts of real high-contrast motion that flare must not be confused with.
     Light sources (in clean and noisy) flickering at twice the mains frequency
       n_sources: (1, 2); flicker_hz: (100, 120) choices (50 / 60 Hz mains);
       frequency_drift: 0.01, relative deviation from nominal (+-).
@@ -83,6 +87,7 @@ class SynthConfig:
 
     width: int = 160
     height: int = 120
+    sizes: tuple[tuple[int, int], ...] = ()
     duration_us: int = 100_000
     dt_us: int = 150
     threshold: Range = (0.15, 0.30)
@@ -104,7 +109,8 @@ class SynthConfig:
     shake_hz: Range = (2.0, 12.0)
     n_objects: Range = (1, 5)
     object_size: Range = (0.12, 0.45)
-    object_speed: Range = (0.1, 1.5)
+    object_speed: Range = (0.1, 3.0)
+    object_contrast: Range = (0.3, 3.0)
     n_sources: Range = (1, 2)
     flicker_hz: tuple[float, ...] = (100.0, 120.0)
     frequency_drift: float = 0.01
@@ -136,6 +142,7 @@ class SynthConfig:
             v = getattr(self, f.name)
             if isinstance(v, list):  # from YAML / JSON
                 setattr(self, f.name, tuple(v))
+        self.sizes = tuple(tuple(s) for s in self.sizes)
         self._validate()
 
     def _validate(self) -> None:
@@ -145,6 +152,8 @@ class SynthConfig:
         for name in ("width", "height"):
             if int(getattr(self, name)) < 16:
                 raise bad(name, "must be >= 16 pixels")
+        if not all(len(s) == 2 and all(isinstance(v, int) and v >= 16 for v in s) for s in self.sizes):
+            raise bad("sizes", "must be (width, height) pairs of integers >= 16")
         if self.duration_us < 1000:
             raise bad("duration_us", "must be >= 1000 µs")
         if not 10 <= self.dt_us <= 1000:

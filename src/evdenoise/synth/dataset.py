@@ -116,13 +116,15 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     event counts, the flare share (noisy events not in clean) and ``support``: the (H, W)
     bool mask of pixels the flare ever lit; outside it noisy and clean are identical.
     """
-    streams = np.random.SeedSequence(int(seed)).spawn(5)
-    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng = (np.random.default_rng(s) for s in streams)
+    # A sixth stream for the size: spawn(6) leaves the first five as they were without one.
+    streams = np.random.SeedSequence(int(seed)).spawn(6)
+    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng = (np.random.default_rng(s) for s in streams)
     T, dt = int(cfg.duration_us), int(cfg.dt_us)
     bg_events: Events | None = None
     bg_params: dict[str, Any] = {}
     if background is None:
-        width, height = int(cfg.width), int(cfg.height)
+        width, height = (cfg.sizes[int(size_rng.integers(len(cfg.sizes)))] if cfg.sizes
+                         else (int(cfg.width), int(cfg.height)))
         scene: Scene | StaticScene = Scene(cfg, width, height, scene_rng)
     else:
         width, height = background.width, background.height

@@ -162,7 +162,8 @@ class Scene:
             alpha = shape_alpha(choose(rng, ("ellipse", "rectangle", "polygon")), size, rng)
             n = alpha.shape[0]
             # Objects are brighter or darker than their surroundings, with their own texture.
-            lum = self.level * math.exp(rng.normal(0, 1.0)) * np.exp(0.4 * contrast * texture(rng, n, n, unit))
+            step = draw(rng, cfg.object_contrast, log=True) * (1 if rng.random() < 0.5 else -1)
+            lum = self.level * math.exp(step) * np.exp(0.4 * contrast * texture(rng, n, n, unit))
             speed = draw(rng, cfg.object_speed) * width
             a = rng.uniform(0, 2 * np.pi)
             self.movers.append(_Mover(Patch(np.stack([lum * alpha, alpha])),
