@@ -63,8 +63,8 @@ def test_denoise_file_and_folder_from_the_command_line(tmp_path: Path, real_dir:
 def test_denoise_keep_threshold_from_the_command_line(tmp_path: Path, real_dir: Path) -> None:
     from test_denoise import model_file
 
-    # A fresh gated U-Net keeps sigmoid(3) = 95 % of every cell: with the default threshold 0.4 a
-    # cell of up to 12 events keeps them all (this recording has no fuller cell); with 1.0 (round
+    # A fresh gated U-Net keeps sigmoid(3) = 95 % of every cell: with the default threshold 0.3 a
+    # cell of up to 14 events keeps them all (this recording has no fuller cell); with 1.0 (round
     # down) every cell loses one.
     model = model_file(tmp_path / "gate.pt", {"name": "unet3d", "f_maps": [4, 8], "output": "gate"}, channels=2)
     src = real_dir / "dvxplorer_320x240_person.h5"
