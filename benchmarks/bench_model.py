@@ -43,7 +43,8 @@ from quality import ROOT, load_config, training_data
 WINDOW = (1, 1, 8, 480, 640)  # one 20 ms window of a 640x480 sensor, 8 bins, C=1
 CROPS = (2, 1, 8, 128, 128)  # a training batch of 128x128 crops
 
-DEFAULT_MODEL = load_config(ROOT / "config" / "config.yaml")["model"]  # the workflow's default model
+CONFIG = load_config(ROOT / "config" / "config.yaml")  # the workflow's defaults
+DEFAULT_MODEL = CONFIG["model"]
 OUR_MODELS: dict[str, dict[str, Any]] = {
     "unet3d (default)": DEFAULT_MODEL,
     "unet3d factorised": {"name": "unet3d", "factorised": True},
@@ -201,11 +202,10 @@ def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[s
 
     if "residualunet3d" not in MODELS:
         register("residualunet3d")(residual_unet3d)
-    cfg = load_config(ROOT / "config" / "config.yaml")
-    _, vox = training_data(cfg, work)
+    _, vox = training_data(CONFIG, work)
     out: dict[str, dict[str, float]] = {}
     for loss in losses:
-        settings = {**cfg["train"], "loss": loss, "steps": steps, "val_every": steps, "threads": threads}
+        settings = {**CONFIG["train"], "loss": loss, "steps": steps, "val_every": steps, "threads": threads}
         out[loss] = {"identity": identity_loss(vox["val"], settings)}
         with tempfile.TemporaryDirectory() as tmp:
             for name, model_cfg in model_cfgs.items():
@@ -237,7 +237,7 @@ def main() -> None:
 
     if args.quality_steps:
         cfgs = {"unet3d (default)": DEFAULT_MODEL, "residualunet3d": {"name": "residualunet3d"}}
-        default_loss = (load_config(ROOT / "config" / "config.yaml").get("train") or {}).get("loss", "mse")
+        default_loss = (CONFIG.get("train") or {}).get("loss", "mse")
         losses = list(dict.fromkeys([default_loss, "mse"]))
         results = compare_training(cfgs, losses, steps=args.quality_steps, work=args.work, threads=args.threads)
         print(f"\nvalidation loss after {args.quality_steps} steps on the default data (default train settings, "

@@ -35,6 +35,7 @@ import yaml
 
 from evdenoise.artifacts import Segments
 from evdenoise.checkpoint import load_model
+from evdenoise.decode import DEFAULT_KEEP_THRESHOLD
 from evdenoise.denoise import denoise_events
 from evdenoise.events import Events, read_events
 from evdenoise.filters import apply_filter
@@ -158,7 +159,7 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     spec = VoxelSpec(**meta["voxel"])
     win = cfg.get("windows") or {}
     dec = cfg.get("decode") or {}
-    seed, threshold = int(dec.get("seed", 0)), dec.get("keep_threshold")
+    seed, threshold = int(dec.get("seed", 0)), dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD)
     frames = []
     for _, row in manifest.iterrows():
         raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
@@ -250,8 +251,8 @@ def example_picture(row: pd.Series, model_path: Path, png: Path, **decode_kw: An
     """noisy | model | clean of one synthetic pair, two windows."""
     noisy = read_events(Path(row["root"]) / row["noisy"], sort=True)
     clean = read_events(Path(row["root"]) / row["clean"], width=noisy.width, height=noisy.height, sort=True)
-    plot_events([noisy, denoise_events(noisy, model_path, **decode_kw), clean], ["noisy input", "model (mask)", "clean target"],
-                png, windows=True, max_windows=2, dpi=60)
+    plot_events([noisy, denoise_events(noisy, model_path, **decode_kw), clean],
+                ["noisy input", "model (mask)", "clean target"], png, windows=True, max_windows=2, dpi=60)
 
 
 # ----------------------------------------------------------------------------------- report

@@ -55,7 +55,8 @@ def denoise_events(events: Events, model_path: PathLike, *, decode: str | None =
     """Denoised copy of a time-sorted event stream.
 
     ``decode`` overrides the model's default strategy; ``keep_threshold`` goes to the ``mask``
-    decoder; ``mode``/``predict_kw`` (tile, overlap, amp) go to :func:`evdenoise.infer.predict_voxels`. Output timestamps lie inside the input's range.
+    decoder; ``mode``/``predict_kw`` (tile, overlap, amp) go to :func:`evdenoise.infer.predict_voxels`.
+    Output timestamps lie inside the input's range.
     """
     model, meta = load_model(model_path, resolve_device(device))
     return _denoise(events, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,

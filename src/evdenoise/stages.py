@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
+from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
 from .events import Events, read_events, write_events
 from .voxel import VoxelSpec, encode_windows
 
@@ -78,35 +79,27 @@ def _check_voxel_settings(meta: dict, spec: VoxelSpec, path: PathLike) -> None:
 
 
 def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out: PathLike, *,
-                strategy: str = "mask", seed: int = 0, keep_threshold: float | None = None) -> None:
+                strategy: str = "mask", seed: int = 0, keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> None:
     """Write the denoised events in the original file's format, keeping its attributes
     (``mask`` keeps a subset of the file's own input events)."""
-    from .decode import decode_windows, output_attrs, within_input
-
     vm = voxel_meta(predicted)
     seg = read_segments(segments)
     events = decode_windows(read_voxels(predicted, "pred"), seg.windows, strategy, events_in=seg.raw, spec=vm.spec,
-                            seed=seed, **_threshold(keep_threshold))
+                            seed=seed, keep_threshold=keep_threshold)
     events = within_input(events, seg.raw)
     write_events(out, events, attrs=output_attrs(original, strategy))
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
 
-def _threshold(keep_threshold: float | None) -> dict[str, float]:
-    # None: the decoder's own default.
-    return {} if keep_threshold is None else {"keep_threshold": keep_threshold}
-
-
 def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Sequence[str],
                      decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
-                     keep_threshold: float | None = None) -> dict[str, Events]:
+                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> dict[str, Events]:
     """The event streams every method produces for one file, keyed by method name.
 
     ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
     that is the input itself, so it is left out); classical filters by name; ``model_<d>``: the
     model's prediction decoded with ``d``.
     """
-    from .decode import decode_windows
     from .filters import apply_filter
 
     out: dict[str, Events] = {}
@@ -123,13 +116,13 @@ def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Seque
     if pred is not None:
         for d in decodes:
             out[f"model_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
-                                               **_threshold(keep_threshold))
+                                               keep_threshold=keep_threshold)
     return out
 
 
 def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLike, *, sample: str,
                     baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
-                    keep_threshold: float | None = None) -> pd.DataFrame:
+                    keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> pd.DataFrame:
     """Per-window metrics of every method against the clean events of one file; written as CSV."""
     from .evaluate import write_csv
     from .metrics import file_metrics
