@@ -16,12 +16,15 @@ become 4, 2, 1: they survive, but the bottleneck has a single time bin and the i
 Quality part (``--quality-steps N``): the default model (``config/config.yaml``'s ``model``) and ResidualUNet3D are
 each trained N steps on the embedded default data (the config's synthetic set, split and voxelized under ``--work``)
 with the config's ``train`` settings - same crops in the same order, same validation frames - once with the
-default loss and once with MSE; their final validation losses are printed beside the input's own.
+default loss and once with MSE; their final validation losses are printed beside the input's own. At 150 steps
+a run's loss moves by 10-20 % with the seed (docs/ablations.md), so ``--quality-seeds`` trains each pair once per
+seed and the table shows every seed and the mean.
 
 Last line: ``default_speedup_vs_residualunet3d: X`` (forward-time ratio, ResidualUNet3D / our default).
 
 Needs the benchmark extra: ``pip install pytorch3dunet`` (imported lazily).
-Usage: python benchmarks/bench_model.py [--repeats 3] [--threads 2] [--quality-steps 0] [--work DIR]
+Usage: python benchmarks/bench_model.py [--repeats 3] [--threads 2] [--quality-steps 0] [--quality-seeds 0 1 2]
+       [--work DIR]
 """
 from __future__ import annotations
 
@@ -189,12 +192,13 @@ def identity_loss(val_files: list[Path], train_cfg: Mapping[str, Any]) -> float:
 
 
 def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[str], *, steps: int,
-                     work: Path, threads: int) -> dict[str, dict[str, float]]:
+                     seeds: list[int], work: Path, threads: int) -> dict[str, dict[str, list[float]]]:
     """Train each model on the embedded default data (``config/config.yaml``'s synthetic set, split and
-    voxelized as ``make run`` does) with the default ``train`` settings for ``steps`` steps, once per loss;
-    return ``{loss: {model: final validation loss}}`` (lower is better), with "identity" (the input as it is).
+    voxelized as ``make run`` does) with the default ``train`` settings for ``steps`` steps, once per loss and
+    training seed; return ``{loss: {model: [final validation loss per seed]}}`` (lower is better), with
+    "identity" (the input as it is, one value).
 
-    Every model gets the same crops in the same order (same seed) and the same validation frames.
+    For each seed every model gets the same crops in the same order and the same validation frames.
     pytorch-3dunet's ResidualUNet3D is registered under the name "residualunet3d" for this run only.
     """
     from evdenoise.models.registry import MODELS, register
@@ -203,16 +207,17 @@ def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[s
     if "residualunet3d" not in MODELS:
         register("residualunet3d")(residual_unet3d)
     _, vox = training_data(CONFIG, work)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, list[float]]] = {}
     for loss in losses:
         settings = {**CONFIG["train"], "loss": loss, "steps": steps, "val_every": steps, "threads": threads}
-        out[loss] = {"identity": identity_loss(vox["val"], settings)}
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, model_cfg in model_cfgs.items():
-                path = train(settings, dict(model_cfg), vox["train"], vox["val"], Path(tmp) / name.replace(" ", "_"),
-                             progress=False)
-                with open(path.parent / "history.csv", newline="") as f:
-                    out[loss][name] = float(list(csv.DictReader(f))[-1]["val_loss"])
+        out[loss] = {"identity": [identity_loss(vox["val"], settings)]}
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, model_cfg in model_cfgs.items():
+                    path = train({**settings, "seed": seed}, dict(model_cfg), vox["train"], vox["val"],
+                                 Path(tmp) / name.replace(" ", "_"), progress=False)
+                    with open(path.parent / "history.csv", newline="") as f:
+                        out[loss].setdefault(name, []).append(float(list(csv.DictReader(f))[-1]["val_loss"]))
     return out
 
 
@@ -221,6 +226,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quality-steps", type=int, default=0, help="also run compare_training for N steps")
+    ap.add_argument("--quality-seeds", type=int, nargs="+", default=[int(CONFIG["train"].get("seed", 0))],
+                    help="training seeds for compare_training (default: the config's)")
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "quality",
                     help="where the default data is built (shared with benchmarks/quality.py)")
     args = ap.parse_args()
@@ -239,12 +246,18 @@ def main() -> None:
         cfgs = {"unet3d (default)": DEFAULT_MODEL, "residualunet3d": {"name": "residualunet3d"}}
         default_loss = (CONFIG.get("train") or {}).get("loss", "mse")
         losses = list(dict.fromkeys([default_loss, "mse"]))
-        results = compare_training(cfgs, losses, steps=args.quality_steps, work=args.work, threads=args.threads)
+        results = compare_training(cfgs, losses, steps=args.quality_steps, seeds=args.quality_seeds,
+                                   work=args.work, threads=args.threads)
         print(f"\nvalidation loss after {args.quality_steps} steps on the default data (default train settings, "
-              "lower is better):")
-        print(f"{'loss':<10} {'identity':>10} {'unet3d (default)':>17} {'ResidualUNet3D':>15}")
+              f"training seeds {args.quality_seeds}; lower is better):")
+        print(f"{'loss':<10} {'seed':>5} {'identity':>10} {'unet3d (default)':>17} {'ResidualUNet3D':>15}")
         for loss, row in results.items():
-            print(f"{loss:<10} {row['identity']:>10.5f} {row['unet3d (default)']:>17.5f} {row['residualunet3d']:>15.5f}")
+            ours, ref = row["unet3d (default)"], row["residualunet3d"]
+            per_seed = list(zip(map(str, args.quality_seeds), ours, ref))
+            if len(args.quality_seeds) > 1:
+                per_seed.append(("mean", statistics.mean(ours), statistics.mean(ref)))
+            for seed, a, b in per_seed:
+                print(f"{loss:<10} {seed:>5} {row['identity'][0]:>10.5f} {a:>17.5f} {b:>15.5f}")
 
     ref = next(r for r in rows if r["model"] == REFERENCE)
     default = next(r for r in rows if r["model"] == "unet3d (default)")

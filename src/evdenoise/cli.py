@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")
     p.add_argument("--keep-threshold", type=float,
-                   help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; default 0.3)")
+                   help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; default 0.25)")
     p.add_argument("--mode", choices=["pad", "resize", "tile"], default="pad")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")

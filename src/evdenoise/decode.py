@@ -12,7 +12,7 @@ Strategies (all deterministic given ``seed``; output sorted by t):
   input sum is 0 keeps all its events): the fraction of r * n earns one more event once it
   reaches ``keep_threshold`` (0.5: plain rounding). Kept events keep their exact timestamps.
 
-  The default threshold, ``DEFAULT_KEEP_THRESHOLD`` = 0.3, leans towards keeping: a network
+  The default threshold, ``DEFAULT_KEEP_THRESHOLD`` = 0.25, leans towards keeping: a network
   trained for the kept share predicts its expectation, and a real event wrongly dropped costs the
   F1 scores (binarised cells) more than a flare event wrongly kept; on unseen data the F1s are the
   margins that tip into losses first (docs/ablations.md).
@@ -34,7 +34,7 @@ from .voxel import VoxelSpec
 from .windows import Windows
 
 STRATEGIES = ("sample", "spread", "mask")
-DEFAULT_KEEP_THRESHOLD = 0.3
+DEFAULT_KEEP_THRESHOLD = 0.25
 _DROPPED_ATTRS = ("width", "height", "producer", "t_offset")  # rewritten by write_events / baked into t
 
 
