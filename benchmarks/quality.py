@@ -91,6 +91,12 @@ def voxel_spec(cfg: Mapping[str, Any]) -> VoxelSpec:
     return VoxelSpec(**(cfg.get("voxel") or {}))
 
 
+def decode_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's decoder seed and mask keep_threshold, with the workflow's defaults."""
+    dec = cfg.get("decode") or {}
+    return {"seed": int(dec.get("seed", 0)), "keep_threshold": float(dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD))}
+
+
 def training_data(cfg: Mapping[str, Any], work: Path) -> tuple[pd.DataFrame, dict[str, list[Path]]]:
     """The embedded synthetic set of the config, split and voxelized; voxel files per split."""
     syn = cfg["data"]["synthetic"]
@@ -158,8 +164,7 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     model, meta = load_model(model_path)
     spec = VoxelSpec(**meta["voxel"])
     win = cfg.get("windows") or {}
-    dec = cfg.get("decode") or {}
-    seed, threshold = int(dec.get("seed", 0)), dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD)
+    decode_kw = decode_settings(cfg)
     frames = []
     for _, row in manifest.iterrows():
         raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
@@ -168,7 +173,7 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
         seg = Segments(windows, raw, label)
         pred = predict_voxels(model, encode_windows(raw, windows, spec), device="cpu")
         for method, est in method_estimates(seg, pred, baselines=BASELINES, decodes=DECODES, spec=spec,
-                                            seed=seed, keep_threshold=threshold).items():
+                                            **decode_kw).items():
             df = file_metrics(est, label, windows)
             df.insert(0, "method", method)
             df.insert(0, "file", row["name"])
@@ -277,8 +282,8 @@ def write_report(path: Path, *, cfg: Mapping[str, Any], model_path: Path, train_
         f"{meta['train']['patch']}, loss {meta['train']['loss']}, empty_weight {meta['train']['empty_weight']}, "
         f"changed_weight {meta['train']['changed_weight']}, changed_crop_p {meta['train']['changed_crop_p']}; "
         f"best validation at step {meta.get('step')} of {meta.get('last_step')}",
-        f"- decode (the model's default): `{meta.get('decode')}`, keep_threshold "
-        f"{(cfg.get('decode') or {}).get('keep_threshold', 'default')}",
+        f"- decode (the model's default): `{meta.get('decode')}`, "
+        f"keep_threshold {decode_settings(cfg)['keep_threshold']}",
         ("- training time: `train()` took {:.0f} s wall and **{:.0f} s of CPU time** on {} threads; the machine "
          "was shared with other jobs (1-min load average {:.1f} at the end on 2 cores), so the CPU time is the "
          "better estimate of the wall time on an idle 2-core machine (an upper bound when both threads "
@@ -356,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     held.to_csv(args.work / "heldout_scores.csv", index=False)
     pics = args.out.parent / "quality"
     pics.mkdir(parents=True, exist_ok=True)
-    decode_kw = {k: v for k, v in (cfg.get("decode") or {}).items() if k in ("seed", "keep_threshold")}
+    decode_kw = decode_settings(cfg)
     real = real_recordings(model_path, args.real, pics, args.out.parent, **decode_kw)
     test_rows = manifest[manifest["split"] == "test"]
     # the test pair with the most flare events (noisy minus clean) shows the most
