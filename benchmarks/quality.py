@@ -39,7 +39,7 @@ from evdenoise.decode import DEFAULT_KEEP_THRESHOLD
 from evdenoise.denoise import denoise_events
 from evdenoise.events import Events, read_events
 from evdenoise.filters import apply_filter
-from evdenoise.infer import predict_voxels
+from evdenoise.infer import DEFAULT_MODE, predict_voxels
 from evdenoise.metrics import BENCHMARK_COLUMNS, METRIC_LABELS, file_metrics, metric_direction
 from evdenoise.plot import plot_events
 from evdenoise.stages import method_estimates, split_file, voxelize_file
@@ -91,10 +91,11 @@ def voxel_spec(cfg: Mapping[str, Any]) -> VoxelSpec:
     return VoxelSpec(**(cfg.get("voxel") or {}))
 
 
-def decode_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The config's decoder seed and mask keep_threshold, with the workflow's defaults."""
+def inference_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's predict mode, decoder seed and mask keep_threshold, with the workflow's defaults."""
     dec = cfg.get("decode") or {}
-    return {"seed": int(dec.get("seed", 0)), "keep_threshold": float(dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD))}
+    return {"mode": str((cfg.get("predict") or {}).get("mode", DEFAULT_MODE)), "seed": int(dec.get("seed", 0)),
+            "keep_threshold": float(dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD))}
 
 
 def training_data(cfg: Mapping[str, Any], work: Path) -> tuple[pd.DataFrame, dict[str, list[Path]]]:
@@ -164,14 +165,16 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     model, meta = load_model(model_path)
     spec = VoxelSpec(**meta["voxel"])
     win = cfg.get("windows") or {}
-    decode_kw = decode_settings(cfg)
+    decode_kw = inference_settings(cfg)
+    mode = decode_kw.pop("mode")
     frames = []
     for _, row in manifest.iterrows():
         raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
         label = read_events(Path(row["root"]) / row["clean"], width=raw.width, height=raw.height, sort=True)
         windows = windows_for(raw, win.get("segment_us", 20000), win.get("grid", "relative"))
         seg = Segments(windows, raw, label)
-        pred = predict_voxels(model, encode_windows(raw, windows, spec), device="cpu")
+        pred = predict_voxels(model, encode_windows(raw, windows, spec), mode=mode, train_size=meta.get("train_size"),
+                              device="cpu")
         for method, est in method_estimates(seg, pred, baselines=BASELINES, decodes=DECODES, spec=spec,
                                             **decode_kw).items():
             df = file_metrics(est, label, windows)
@@ -283,7 +286,7 @@ def write_report(path: Path, *, cfg: Mapping[str, Any], model_path: Path, train_
         f"changed_weight {meta['train']['changed_weight']}, changed_crop_p {meta['train']['changed_crop_p']}; "
         f"best validation at step {meta.get('step')} of {meta.get('last_step')}",
         f"- decode (the model's default): `{meta.get('decode')}`, "
-        f"keep_threshold {decode_settings(cfg)['keep_threshold']}",
+        "keep_threshold {keep_threshold}; predict mode `{mode}`".format(**inference_settings(cfg)),
         ("- training time: `train()` took {:.0f} s wall and **{:.0f} s of CPU time** on {} threads; the machine "
          "was shared with other jobs (1-min load average {:.1f} at the end on 2 cores), so the CPU time is the "
          "better estimate of the wall time on an idle 2-core machine (an upper bound when both threads "
@@ -361,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     held.to_csv(args.work / "heldout_scores.csv", index=False)
     pics = args.out.parent / "quality"
     pics.mkdir(parents=True, exist_ok=True)
-    decode_kw = decode_settings(cfg)
+    decode_kw = inference_settings(cfg)
     real = real_recordings(model_path, args.real, pics, args.out.parent, **decode_kw)
     test_rows = manifest[manifest["split"] == "test"]
     # the test pair with the most flare events (noisy minus clean) shows the most

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")
     p.add_argument("--keep-threshold", type=float,
                    help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; default 0.25)")
-    p.add_argument("--mode", choices=["pad", "resize", "tile"], default="pad")
+    p.add_argument("--mode", choices=["pad", "multiscale", "resize", "tile"], default="multiscale",
+                   help="how a frame size other than the training's is handled (evdenoise.infer)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoint import DEFAULT_DECODE, load_model
 from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
 from .events import Events, read_events, write_events
-from .infer import predict_voxels, resolve_device
+from .infer import DEFAULT_MODE, predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
 from .windows import merge, windows_for
 
@@ -49,7 +49,7 @@ def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: 
     return within_input(merge(parts, events.width, events.height), events)
 
 
-def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = "pad",
+def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = DEFAULT_MODE,
                    batch_size: int = 4, device: str = "auto", seed: int = 0, progress: bool = False,
                    **predict_kw: Any) -> Events:
     """Denoised copy of a time-sorted event stream.
@@ -74,7 +74,7 @@ def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[st
 
 
 def denoise_file(in_path: PathLike, out_path: PathLike, model_path: PathLike, *, decode: str | None = None,
-                 mode: str = "pad", batch_size: int = 4, device: str = "auto", seed: int = 0, sort: bool = False,
+                 mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0, sort: bool = False,
                  progress: bool = True, **predict_kw: Any) -> Path:
     """Denoise one event file into ``out_path`` (atomic), keeping the input's root attributes."""
     model, meta = load_model(model_path, resolve_device(device))
@@ -84,7 +84,7 @@ def denoise_file(in_path: PathLike, out_path: PathLike, model_path: PathLike, *,
 
 
 def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, pattern: str = "*.h5",
-                decode: str | None = None, mode: str = "pad", batch_size: int = 4, device: str = "auto",
+                decode: str | None = None, mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto",
                 seed: int = 0, sort: bool = False, progress: bool = True, **predict_kw: Any) -> list[Path]:
     """Denoise every file of ``in_dir`` matching ``pattern`` into ``out_dir`` (same names); loads the model once."""
     files = sorted(Path(in_dir).glob(pattern))

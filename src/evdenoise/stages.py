@@ -55,18 +55,21 @@ def voxelize_file(segments: PathLike, out: PathLike, spec: VoxelSpec) -> None:
     log.info("%s: voxels %s -> %s", segments, arrays["raw"].shape, out)
 
 
-def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode: str = "pad",
+def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode: str | None = None,
                  batch_size: int = 4, device: str = "auto") -> None:
-    """Run a trained model over every window of a voxel file; writes ``pred`` in the same layout."""
+    """Run a trained model over every window of a voxel file; writes ``pred`` in the same layout.
+
+    ``mode``: see :mod:`evdenoise.infer` (None: its ``DEFAULT_MODE``; torch loads only when a stage runs).
+    """
     from .checkpoint import load_model
-    from .infer import predict_voxels
+    from .infer import DEFAULT_MODE, predict_voxels
 
     model, meta = load_model(model_path, device="cpu")
     vm = voxel_meta(voxels)
     _check_voxel_settings(meta, vm.spec, voxels)
     raw = read_voxels(voxels, "raw")
-    pred = predict_voxels(model, raw, mode=mode, train_size=meta.get("train_size"), batch_size=batch_size,
-                          device=device)
+    pred = predict_voxels(model, raw, mode=mode or DEFAULT_MODE, train_size=meta.get("train_size"),
+                          batch_size=batch_size, device=device)
     write_voxels(out, {"pred": pred}, vm.windows, vm.spec,
                  attrs={"source": vm.attrs.get("source", ""), "model": str(model_path)})
 
