@@ -20,8 +20,8 @@ from torch import nn
 from .voxel import resize
 
 MODES = ("pad", "multiscale", "resize", "tile")
-# A model trained at 160x120 keeps only 80 % of a flare-free 640x480 recording at the file's own scale, but
-# 98 % with the second look, and wins all eight metrics on held-out 320x240 and 640x480 files where the
+# Models trained at 160x120 kept 78-91 % of a flare-free 640x480 recording at the file's own scale, but
+# 94-99 % with the second look, and won all eight metrics on held-out 320x240 and 640x480 files where the
 # single scale lost up to six (docs/ablations.md, "Round 4").
 DEFAULT_MODE = "multiscale"
 
@@ -91,7 +91,10 @@ def _spatial_multiple(model: nn.Module) -> tuple[int, int]:
 
 
 def scale_factor(size: tuple[int, int], train_size: Sequence[int] | None) -> int:
-    """Factor between a frame of ``size`` = (H, W) and the training frames, rounded half up (1: below 1.5x or unknown)."""
+    """Factor between a frame of ``size`` = (H, W) and the training frames, rounded half up.
+
+    1 when the frame is below 1.5x the training size, or the training size is unknown (mixed sizes).
+    """
     if train_size is None:
         return 1
     return max(1, int(min(size[0] / train_size[0], size[1] / train_size[1]) + 0.5))
