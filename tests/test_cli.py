@@ -81,6 +81,16 @@ def test_synth_then_evaluate_from_the_command_line(tmp_path: Path) -> None:
                  "--height", "32", "--duration-us", "40000"]) == 0
     noisy, clean = root / "test/noisy", root / "test/clean"
     assert [p.name for p in noisy.glob("*.h5")] == ["synth_test_0000_bg_flare.h5"]
+    merged = tmp_path / "merged"
+    assert main(["synth", str(merged), "--train", "0", "--val", "0", "--test", "1", "--width", "48",
+                 "--height", "32", "--duration-us", "40000", "--param", "merge_prob=1"]) == 0
+    manifest = pd.read_csv(merged / "manifest.csv")
+    assert list(manifest["composition"]) == ["merge"]
+    assert read_events(merged / "test/clean/synth_test_0000_bg_light.h5").equals(
+        read_events(clean / "synth_test_0000_bg_light.h5"))
+    assert main(["synth", str(tmp_path / "x"), "--param", "merge_prob"]) == 2
+    assert main(["synth", str(tmp_path / "x"), "--param", "merge_probability=1"]) == 2
+    assert not (tmp_path / "x").exists()
     out = tmp_path / "eval"
     # The noisy input scored against its clean partner: the "raw" row of a comparison.
     assert main(["evaluate", "--pred", str(noisy), "--gt", str(clean), "--method", "raw", "-o", str(out)]) == 0

@@ -55,3 +55,14 @@ def test_heldout_groups_differ_from_training_defaults() -> None:
         assert n >= 1 and seed != 0, group
         cfg = SynthConfig(**overrides)  # valid generator settings
         assert any(getattr(cfg, k) != getattr(default, k) for k in overrides), group
+
+
+def test_compact_rows_show_the_perfect_outputs_bound() -> None:
+    scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 1.5, "stcf": 4.0, "model_mask": 1.0, "perfect": 0.0},
+                     {"raw": 0.8, "baf": 0.6, "refractory": 0.65, "stcf": 0.5, "model_mask": 0.9, "perfect": 1.0})
+    rows = quality.compact(quality.summarize(scores), "model_mask")
+    assert [r.split(" | ")[0] for r in rows] == ["| raw", "| best filter", "| model_mask", "| perfect", "| wins"]
+    perfect = rows[3].split(" | ")
+    # distances fall by 100 %, an F1 of 0.8 can rise by 25 % at most
+    assert perfect[1] == "0.0000 (-100%)" and perfect[-1] == "1.0000 (+25%) |"
+    assert rows[4].count("yes") == len(BENCHMARK_COLUMNS)

@@ -93,6 +93,30 @@ def test_flare_only_in_noisy_and_inside_support(pairs: list) -> None:
     assert 0.05 < np.median(shares) < 0.9
 
 
+def test_merge_composition_adds_flare_events_to_clean(pairs: list, real_dir: Path) -> None:
+    rec = read_events(real_dir / "dvxplorer_320x240_person.h5")
+    for seed, background in ((0, None), (1, None), (5, rec)):
+        cfg = small(merge_prob=1.0, duration_us=30_000 if background else SMALL["duration_us"])
+        noisy, clean, meta = generate_pair(cfg, seed, background=background)
+        sensor = generate_pair(small(duration_us=cfg.duration_us), seed, background=background)
+        assert meta["composition"] == "merge" and sensor[2]["composition"] == "sensor"
+        # The same clean stream; noisy keeps every clean event and adds flare events inside the support.
+        assert clean.equals(sensor[1])
+        assert not not_in(clean, noisy).any() and meta["n_removed"] == meta["n_suppressed_background"] == 0
+        flare = noisy.select(not_in(noisy, clean))
+        # (a flare event may coincide with a clean one to the µs: then it is not counted as flare)
+        assert 0 < len(flare) == meta["n_flare"] <= len(noisy) - len(clean) <= 1.01 * len(flare)
+        assert meta["support"][flare.y, flare.x].all()
+    # A share of the files: drawn per file, from its own stream (the scene and flare stay as they were).
+    drawn = [generate_pair(small(merge_prob=0.5), s)[2]["composition"] for s in range(8)]
+    assert set(drawn) == {"merge", "sensor"}
+    for s, comp in enumerate(drawn[:4]):
+        if comp == "sensor":
+            assert generate_pair(small(merge_prob=0.5), s)[0].equals(pairs[s][0])
+    with pytest.raises(ValueError, match="merge_prob"):
+        small(merge_prob=1.5)
+
+
 @pytest.mark.parametrize("hz", [100.0, 120.0])
 def test_flare_flickers_at_mains_frequency(hz: float) -> None:
     cfg = small(duration_us=100_000, flicker_hz=(hz,), n_sources=(1, 1), modulation_depth=(0.8, 1.0),

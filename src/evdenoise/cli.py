@@ -39,7 +39,16 @@ def _voxelize(args: argparse.Namespace) -> None:
 def _synth(args: argparse.Namespace) -> None:
     from .synth import SynthConfig, synthesize
 
-    cfg = SynthConfig.from_dict({"width": args.width, "height": args.height, "duration_us": args.duration_us})
+    import yaml
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param {item!r}: write KEY=VALUE, e.g. merge_prob=0.5")
+        params[key] = yaml.safe_load(value)
+    cfg = SynthConfig.from_dict({"width": args.width, "height": args.height, "duration_us": args.duration_us,
+                                 **params})
     manifest = synthesize(args.root, counts={"train": args.train, "val": args.val, "test": args.test}, cfg=cfg,
                           seed=args.seed, previews=args.previews, backgrounds=args.background)
     print(f"{len(manifest)} pairs in {args.root} (manifest: {Path(args.root) / 'manifest.csv'})")
@@ -137,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--previews", action="store_true", help="write a preview PNG per pair")
     p.add_argument("--background", action="append", default=[], type=Path,
                    help="real recording to use as background (repeatable)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any SynthConfig field, value in YAML (repeatable), e.g. merge_prob=0.5 or "
+                        "'flicker_hz=[100, 144]'")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("train", help="train a model on voxel files")

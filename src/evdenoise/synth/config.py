@@ -75,6 +75,12 @@ class SynthConfig:
         ghost_position: (-1.3, 0.8) (0 = centre, 1 = source), ghost_radius: (0.01, 0.08) of the
         diagonal, ghost_strength: (0.002, 0.03) *log* relative to the source; discs, rings or
         polygons (aperture shape).
+    Composition of the noisy stream
+      merge_prob: 0.0, share of files whose noisy stream is clean plus separately simulated
+        flare events (flare alone over a flat field at scene_level; the plain merge of E-Flare's
+        composer script: background events are never suppressed or delayed). The others run
+        scene and flare through one sensor, where flare light lowers the scene's contrast (the
+        suppression E-Deflare's forward model describes).
     Real backgrounds (used when synthesize() is given recordings)
       real_background_prob: 0.5, share of files that use a recording instead of a scene.
       real_flip: True, random horizontal / vertical flips of the recording.
@@ -134,6 +140,7 @@ class SynthConfig:
     ghost_position: Range = (-1.3, 0.8)
     ghost_radius: Range = (0.01, 0.08)
     ghost_strength: Range = (0.002, 0.03)
+    merge_prob: float = 0.0
     real_background_prob: float = 0.5
     real_flip: bool = True
 
@@ -174,7 +181,8 @@ class SynthConfig:
                 raise bad(name, "must not be negative")
         if self.threshold[0] <= 0 or self.threshold_min <= 0:
             raise bad("threshold", "thresholds must be > 0")
-        for name in ("source_outside_prob", "source_moving_prob", "source_world_prob", "real_background_prob"):
+        for name in ("source_outside_prob", "source_moving_prob", "source_world_prob", "merge_prob",
+                     "real_background_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be a probability in [0, 1]")
         if self.n_sources[0] < 1:

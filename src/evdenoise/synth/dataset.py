@@ -111,14 +111,18 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     """Simulate one (noisy, clean, meta) pair.
 
     Clean sees the scene (synthetic, or the ``background`` recording at its own resolution)
-    plus the flickering light sources; noisy sees the same plus their lens flare, simulated
-    jointly (same thresholds, noise, initial state). ``meta`` holds every drawn parameter,
+    plus the flickering light sources. Noisy (composition ``sensor``) sees the same plus their
+    lens flare, simulated jointly (same thresholds, noise, initial state); with probability
+    ``cfg.merge_prob`` (composition ``merge``, a plain merge of streams) noisy is instead
+    clean plus the events of the flare alone over a flat field at the scene's mean level, so
+    noisy holds every clean event. ``meta`` holds every drawn parameter,
     event counts, the flare share (noisy events not in clean) and ``support``: the (H, W)
     bool mask of pixels the flare ever lit; outside it noisy and clean are identical.
     """
-    # A sixth stream for the size: spawn(6) leaves the first five as they were without one.
-    streams = np.random.SeedSequence(int(seed)).spawn(6)
-    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng = (np.random.default_rng(s) for s in streams)
+    # Streams added later go last: spawn(n) leaves the first ones as they were with fewer.
+    streams = np.random.SeedSequence(int(seed)).spawn(7)
+    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng, comp_rng = (np.random.default_rng(s) for s in streams)
+    merge = bool(comp_rng.random() < cfg.merge_prob)
     T, dt = int(cfg.duration_us), int(cfg.dt_us)
     bg_events: Events | None = None
     bg_params: dict[str, Any] = {}
@@ -138,13 +142,13 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     def render(t: float) -> np.ndarray:
         src, fl = light.render(t)
         np.add(scene.render(t), src, out=frames[0])
-        np.add(frames[0], fl, out=frames[1])
+        np.add(scene.level if merge else frames[0], fl, out=frames[1])
         return fl
 
     render(0.0)
     sim = ContrastSimulator(frames, pixel, dvs_rng)
     times = np.minimum(np.arange(0, T + dt, dt), T).astype(np.float64)
-    if bg_events is not None:
+    if bg_events is not None and not merge:
         # Flare light washes out the scene's contrast: a background event survives in noisy with
         # probability B / (B + F), F the flare and B the scene intensity at its pixel and time.
         bounds = np.searchsorted(bg_events.t, times, side="left")
@@ -154,22 +158,25 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     for i in range(1, len(times)):
         fl = render(times[i])
         sim.step(frames, times[i - 1], times[i], i)
-        if bg_events is not None:
+        if bg_events is not None and not merge:
             sl = slice(bounds[i - 1], bounds[i])  # events of this step (all t < T)
             f = fl.reshape(-1)[bg_lin[sl]]
             bg_keep_p[sl] = scene_lin[bg_lin[sl]] / (scene_lin[bg_lin[sl]] + f)
     clean_parts = [sim.events(0, T)]
-    noisy_parts = [sim.events(1, T)]
     noise_params: dict[str, Any] = {}
+    n_suppressed_bg = 0
     if bg_events is None:
         noise, noise_params = _noise(cfg, width, height, noise_rng)
         clean_parts.append(noise)
-        noisy_parts.append(noise)
-        n_suppressed_bg = 0
+    else:
+        clean_parts.append(bg_events)
+    if merge:
+        noisy_parts = clean_parts + [sim.events(1, T)]
+    elif bg_events is None:
+        noisy_parts = [sim.events(1, T), noise]
     else:
         kept = bg_rng.random(len(bg_events)) < bg_keep_p
-        clean_parts.append(bg_events)
-        noisy_parts.append(bg_events.select(kept))
+        noisy_parts = [sim.events(1, T), bg_events.select(kept)]
         n_suppressed_bg = int((~kept).sum())
     clean = _canonical(Events.concatenate(clean_parts))
     noisy = _canonical(Events.concatenate(noisy_parts))
@@ -177,6 +184,7 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     n_flare = int(flare_only.sum())
     meta: dict[str, Any] = {
         "seed": int(seed), "width": width, "height": height, "duration_us": T, "dt_us": dt,
+        "composition": "merge" if merge else "sensor",
         "background": {**scene.params, **bg_params}, "sources": light.params,
         "pixel": asdict(pixel), "noise": noise_params,
         "n_noisy": len(noisy), "n_clean": len(clean), "n_flare": n_flare,
@@ -266,7 +274,8 @@ def synthesize(root: Path, counts: Mapping[str, int] = DEFAULT_COUNTS, cfg: Synt
             rows.append({
                 "split": split, "name": name, "noisy": str(noisy_rel), "clean": str(clean_rel),
                 "preview": preview_rel, "seed": fseed, "width": meta["width"], "height": meta["height"],
-                "duration_us": meta["duration_us"], "background": meta["background"]["kind"],
+                "duration_us": meta["duration_us"], "composition": meta["composition"],
+                "background": meta["background"]["kind"],
                 "background_file": str(bg_path) if bg_path else "",
                 "n_noisy": meta["n_noisy"], "n_clean": meta["n_clean"], "n_flare": meta["n_flare"],
                 "n_removed": meta["n_removed"], "flare_share": meta["flare_share"],
