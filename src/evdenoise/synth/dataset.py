@@ -148,7 +148,8 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     render(0.0)
     sim = ContrastSimulator(frames, pixel, dvs_rng)
     times = np.minimum(np.arange(0, T + dt, dt), T).astype(np.float64)
-    if bg_events is not None and not merge:
+    suppress = bg_events is not None and not merge  # recorded events, thinned where flare lights them
+    if suppress:
         # Flare light washes out the scene's contrast: a background event survives in noisy with
         # probability B / (B + F), F the flare and B the scene intensity at its pixel and time.
         bounds = np.searchsorted(bg_events.t, times, side="left")
@@ -158,28 +159,23 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     for i in range(1, len(times)):
         fl = render(times[i])
         sim.step(frames, times[i - 1], times[i], i)
-        if bg_events is not None and not merge:
+        if suppress:
             sl = slice(bounds[i - 1], bounds[i])  # events of this step (all t < T)
             f = fl.reshape(-1)[bg_lin[sl]]
             bg_keep_p[sl] = scene_lin[bg_lin[sl]] / (scene_lin[bg_lin[sl]] + f)
-    clean_parts = [sim.events(0, T)]
     noise_params: dict[str, Any] = {}
-    n_suppressed_bg = 0
     if bg_events is None:
-        noise, noise_params = _noise(cfg, width, height, noise_rng)
-        clean_parts.append(noise)
+        background, noise_params = _noise(cfg, width, height, noise_rng)
     else:
-        clean_parts.append(bg_events)
-    if merge:
-        noisy_parts = clean_parts + [sim.events(1, T)]
-    elif bg_events is None:
-        noisy_parts = [sim.events(1, T), noise]
-    else:
-        kept = bg_rng.random(len(bg_events)) < bg_keep_p
-        noisy_parts = [sim.events(1, T), bg_events.select(kept)]
-        n_suppressed_bg = int((~kept).sum())
-    clean = _canonical(Events.concatenate(clean_parts))
-    noisy = _canonical(Events.concatenate(noisy_parts))
+        background = bg_events
+    noisy_background, n_suppressed_bg = background, 0
+    if suppress:
+        kept = bg_rng.random(len(background)) < bg_keep_p
+        noisy_background, n_suppressed_bg = background.select(kept), int((~kept).sum())
+    scene_events = sim.events(0, T)
+    clean = _canonical(Events.concatenate([scene_events, background]))
+    # merge: stream 1 holds the flare alone, so the clean scene events join it
+    noisy = _canonical(Events.concatenate([sim.events(1, T), noisy_background] + ([scene_events] if merge else [])))
     flare_only = not_in(noisy, clean)
     n_flare = int(flare_only.sum())
     meta: dict[str, Any] = {
