@@ -122,6 +122,39 @@ def test_mask_keeps_rounded_r_n_with_exact_timestamps(tiny_events, channels: int
     assert not decode_windows(pred, windows, "mask", seed=3, **again).equals(out)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_mask_reads_a_bilinear_prediction_through_each_events_bins(tiny_events, channels: int) -> None:
+    ev = tiny_events(5000, width=6, height=4, t0=T0, duration=40_000, seed=9)
+    windows = windows_for(ev, 20_000)
+    bilinear, nearest = VoxelSpec(8, channels, "bilinear"), VoxelSpec(8, channels, "nearest")
+    vox_b = encode_windows(ev, windows, bilinear)
+    assert decode_windows(vox_b, windows, "mask", events_in=ev, spec=bilinear).equals(ev)
+    if channels == 1:
+        return
+    assert len(decode_windows(np.zeros_like(vox_b), windows, "mask", events_in=ev, spec=bilinear)) == 0
+    # A share per pixel and polarity, the same in every bin: each event's two bins agree, so the result is
+    # that of the same share applied to nearest-bin counts; read as nearest counts it would not be.
+    share = np.random.default_rng(1).random((1, 2, 1, 4, 6)).astype(np.float32)
+    out = decode_windows(vox_b * share, windows, "mask", events_in=ev, spec=bilinear, seed=4)
+    vox_n = encode_windows(ev, windows, nearest)
+    assert out.equals(decode_windows(vox_n * share, windows, "mask", events_in=ev, spec=nearest, seed=4))
+    assert not out.equals(decode_windows(vox_b * share, windows, "mask", events_in=ev, spec=nearest, seed=4))
+
+
+def test_mask_weighs_a_bilinear_prediction_as_the_encoder_split_the_events() -> None:
+    # Four events at 1.25 bins (bins of 1 ms): a quarter of each lies in bin 0, three quarters in bin 1.
+    ev = Events.from_arrays(np.full(4, 1250), np.zeros(4, int), np.zeros(4, int), np.ones(4, int), 1, 1)
+    spec = VoxelSpec(8, 2, "bilinear")
+    vox = encode(ev, 0, 8000, spec)
+    np.testing.assert_allclose(vox[0, :2, 0, 0], [1.0, 3.0])
+    pred = vox.copy()
+    pred[0, 1] *= 0.5  # keep all of bin 0, half of bin 1: each event keeps 0.25 + 0.75 / 2, 2.5 events in all
+    for threshold, kept in ((0.5, 3), (1.0, 2)):
+        assert len(decode(pred, 0, 8000, "mask", events_in=ev, spec=spec, keep_threshold=threshold)) == kept
+    # Read as nearest counts, bin 1's 1.5 would be the cell's whole prediction.
+    assert len(decode(pred, 0, 8000, "mask", events_in=ev, spec=VoxelSpec(8, 2), keep_threshold=1.0)) == 1
+
+
 def test_mask_lower_threshold_keeps_more(tiny_events) -> None:
     ev = tiny_events(4000, width=6, height=4, t0=T0, duration=20_000, seed=6)
     spec = VoxelSpec(8, 2)

@@ -6,11 +6,17 @@ Strategies (all deterministic given ``seed``; output sorted by t):
   channel for C=2) and draw n timestamps uniformly inside the cell's time bin
   (E-Deflare's decoder, vectorised with ``np.repeat``).
 - ``"spread"``: the same counts, timestamps evenly spaced inside the bin.
+
+  Both read every cell as a count of its bin, also in a ``bilinear`` grid (where an event's weight
+  is split between two bins, so a lone event can round away in both).
 - ``"mask"``: keep a subset of the *input* events. In each cell (nearest bin) holding n input
   events, keep k = floor(r * n + 1 - keep_threshold) of them chosen uniformly at random,
   r = predicted / input value clipped to [0, 1] (C=1: the cell's signed input sum; a cell whose
   input sum is 0 keeps all its events): the fraction of r * n earns one more event once it
   reaches ``keep_threshold`` (0.5: plain rounding). Kept events keep their exact timestamps.
+  A ``bilinear`` prediction (``spec.assignment``) first becomes nearest-bin counts: each input
+  event takes the kept share (predicted / input value) of its two bins, weighted as the encoder
+  split it, and a cell's prediction is the sum of its events' shares.
 
   The default threshold, ``DEFAULT_KEEP_THRESHOLD`` = 0.25, leans towards keeping: a network
   trained for the kept share predicts its expectation, and a real event wrongly dropped costs the
@@ -30,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .events import Events, read_attrs
-from .voxel import VoxelSpec
+from .voxel import VoxelSpec, encode_windows
 from .windows import Windows
 
 STRATEGIES = ("sample", "spread", "mask")
@@ -154,17 +160,59 @@ def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell:
         tally[c, 1] = left - kept
 
 
+@njit(cache=True, nogil=True)
+def _cell_shares(pred: np.ndarray, grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """In place, the input values in ``grid`` become kept shares: pred / input clipped to [0, 1], 1
+    where the input is 0 (as ``_mask_keep`` treats a cell without value). One pass over the cells
+    first, so the pass over the events reads one value per bin instead of two."""
+    for k in range(grid.shape[0]):
+        grid[k] = 1.0 if grid[k] == 0 else min(max(pred[k] / grid[k], 0.0), 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _bilinear_to_nearest(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, window: np.ndarray,
+                         start: np.ndarray, dt: int, shape: tuple[int, int, int, int, int],
+                         grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """``grid`` (flat) holds each cell's kept share on entry and, on return, the nearest-bin counts
+    ``_mask_keep`` reads: per event, the shares of its two bins weighted as ``voxel._fill`` splits
+    it, summed (times the event's value) into its nearest cell."""
+    S, C, B, H, W = shape
+    share = np.zeros(t.shape[0], np.float32)
+    scale = B / dt
+    for i in range(t.shape[0]):
+        w = window[i]
+        if w >= 0:
+            bin0 = (w * C + np.int64(p[i] < 0) * (C - 1)) * B * H * W + np.int64(y[i]) * W + np.int64(x[i])
+            u = (t[i] - start[w]) * scale + 0.5  # voxel._fill's split between the two nearest bin centres
+            upper = np.int64(u)
+            frac = np.float32(u - upper)
+            share[i] = ((np.float32(1.0) - frac) * grid[bin0 + max(upper - 1, 0) * H * W]
+                        + frac * grid[bin0 + min(upper, B - 1) * H * W])
+    grid[:] = 0
+    for i in range(t.shape[0]):
+        w = window[i]
+        if w >= 0:
+            bin0 = (w * C + np.int64(p[i] < 0) * (C - 1)) * B * H * W + np.int64(y[i]) * W + np.int64(x[i])
+            grid[bin0 + (t[i] - start[w]) * B // dt * H * W] += share[i] * (1 if C == 2 else p[i])
+
+
 def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.Generator,
-          keep_threshold: float) -> Events:
+          keep_threshold: float, bilinear: bool) -> Events:
     """``mask``: keep floor(r * n + 1 - keep_threshold) of the n input events of every cell."""
     S, C, B, H, W = vox.shape
     if (events_in.width, events_in.height) != (W, H):
         raise ValueError(f"input events are {events_in.width}x{events_in.height}, voxels are {W}x{H}")
     ev = events_in
+    located = windows.locate(ev.t)  # _mask_keep overwrites it
+    if bilinear:
+        grid = encode_windows(ev, windows, VoxelSpec(B, C, "bilinear")).reshape(-1)
+        _cell_shares(np.ascontiguousarray(vox).reshape(-1), grid)
+        _bilinear_to_nearest(ev.t, ev.x, ev.y, ev.p, located, windows.start, windows.segment_us, vox.shape, grid)
+        vox = grid.reshape(vox.shape)
     keep = np.zeros(len(ev), bool)
     # Scratch from numpy, whose large arrays get huge pages (numba's fault in page by page);
     # numba's generator, seeded from ours, keeps the choice deterministic given the seed.
-    _mask_keep(ev.t, ev.x, ev.y, ev.p, windows.locate(ev.t), windows.start, windows.segment_us,
+    _mask_keep(ev.t, ev.x, ev.y, ev.p, located, windows.start, windows.segment_us,
                np.ascontiguousarray(vox), int(rng.integers(2**32)), 1.0 - keep_threshold,
                np.zeros((vox.size, 2), np.int32), keep)
     return ev.select(keep)
@@ -176,7 +224,8 @@ def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_i
     """Decode (S, C, B, H, W) voxel grids of ``windows`` into one time-sorted event stream.
 
     ``events_in`` (the input events) is required for ``"mask"``, and ``keep_threshold`` (in
-    (0, 1]) applies to it only; ``spec``, when given, is checked against the voxel shape.
+    (0, 1]) applies to it only; ``spec``, when given, is checked against the voxel shape and tells
+    ``mask`` the prediction's assignment (without it: ``nearest``).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown decode strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -187,7 +236,8 @@ def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_i
     if strategy == "mask":
         if events_in is None:
             raise ValueError("decode strategy 'mask' needs the input events (events_in)")
-        return _mask(vox, windows, events_in, rng, float(keep_threshold))
+        return _mask(vox, windows, events_in, rng, float(keep_threshold),
+                     spec is not None and spec.assignment == "bilinear")
     return _from_counts(vox, windows, strategy, rng)
 
 
