@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .events import Events, read_attrs
-from .voxel import VoxelSpec, encode_windows
+from .voxel import VoxelSpec, bilinear_split, encode_windows
 from .windows import Windows
 
 STRATEGIES = ("sample", "spread", "mask")
@@ -121,37 +121,49 @@ def _from_counts(vox: np.ndarray, windows: Windows, strategy: str, rng: np.rando
 
 
 @njit(cache=True, nogil=True)
-def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray,
-               dt: int, vox: np.ndarray, seed: int, round_up: float, tally: np.ndarray,
-               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """Mark in ``keep`` the events ``mask`` keeps. ``cell`` holds each event's window (-1: none) and
-    is overwritten with its voxel cell; ``tally`` (zeros, two per voxel cell) is scratch.
-
-    Two passes over the events: the first counts each cell's events and sums their value, the
-    second picks the kept ones by selection sampling (Knuth's Algorithm S: keep each event with
-    probability still-to-keep / still-to-see, which gives a uniformly random subset of exactly k).
-    """
-    S, C, B, H, W = vox.shape
-    pred = vox.reshape(-1)
+def _event_cells(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray,
+                 dt: int, shape: tuple[int, int, int, int, int]) -> None:  # pragma: no cover - compiled by numba
+    """Overwrite each event's window in ``cell`` (-1: none) with its voxel cell (nearest bin)."""
+    S, C, B, H, W = shape
     for i in range(t.shape[0]):
         w = cell[i]
         if w >= 0:
             plane = (w * C + np.int64(p[i] < 0) * (C - 1)) * B + (t[i] - start[w]) * B // dt
             cell[i] = (plane * H + np.int64(y[i])) * W + np.int64(x[i])
-    # A loop of its own: fused into the one above, the scattered additions ran three times slower.
-    for i in range(t.shape[0]):
+
+
+@njit(cache=True, nogil=True)
+def _kept_share(pred: float, value: float) -> float:  # pragma: no cover - compiled by numba
+    """A cell's kept share: predicted / input value clipped to [0, 1]; a cell of value 0 keeps all."""
+    return 1.0 if value == 0 else min(max(pred / value, 0.0), 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _mask_keep(p: np.ndarray, cell: np.ndarray, vox: np.ndarray, seed: int, round_up: float, tally: np.ndarray,
+               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """Mark in ``keep`` the events ``mask`` keeps. ``cell`` holds each event's voxel cell (-1: none;
+    ``_event_cells``); ``tally`` (zeros, two per voxel cell) is scratch.
+
+    Two passes over the events: the first counts each cell's events and sums their value, the
+    second picks the kept ones by selection sampling (Knuth's Algorithm S: keep each event with
+    probability still-to-keep / still-to-see, which gives a uniformly random subset of exactly k).
+    """
+    C = vox.shape[1]
+    pred = vox.reshape(-1)
+    # A loop of its own: fused into the cell computation, the scattered additions ran three times slower.
+    for i in range(p.shape[0]):
         if cell[i] >= 0:
             tally[cell[i], 0] += 1
             tally[cell[i], 1] += p[i] if C == 1 else 1
     np.random.seed(seed)
-    for i in range(t.shape[0]):
+    for i in range(p.shape[0]):
         c = cell[i]
         if c < 0:
             continue
         # A cell's first event turns its (count, value) into (-events still to see, events still to keep).
         to_see, left = tally[c, 0], tally[c, 1]
         if to_see > 0:
-            ratio = 1.0 if left == 0 else min(max(np.float64(pred[c]) / left, 0.0), 1.0)
+            ratio = _kept_share(np.float64(pred[c]), left)
             to_see, left = -to_see, np.int32(np.floor(ratio * to_see + round_up))
         # Cells kept whole or dropped draw no random number.
         kept = left == -to_see or (left > 0 and np.random.random() * -to_see < left)
@@ -162,38 +174,32 @@ def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell:
 
 @njit(cache=True, nogil=True)
 def _cell_shares(pred: np.ndarray, grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """In place, the input values in ``grid`` become kept shares: pred / input clipped to [0, 1], 1
-    where the input is 0 (as ``_mask_keep`` treats a cell without value). One pass over the cells
-    first, so the pass over the events reads one value per bin instead of two."""
+    """In place, the input values in ``grid`` become kept shares (``_kept_share``). One pass over the
+    cells first, so the pass over the events reads one value per bin instead of two."""
     for k in range(grid.shape[0]):
-        grid[k] = 1.0 if grid[k] == 0 else min(max(pred[k] / grid[k], 0.0), 1.0)
+        grid[k] = _kept_share(np.float64(pred[k]), np.float64(grid[k]))
 
 
 @njit(cache=True, nogil=True)
-def _bilinear_to_nearest(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, window: np.ndarray,
-                         start: np.ndarray, dt: int, shape: tuple[int, int, int, int, int],
+def _bilinear_to_nearest(t: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray, dt: int,
+                         shape: tuple[int, int, int, int, int],
                          grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
     """``grid`` (flat) holds each cell's kept share on entry and, on return, the nearest-bin counts
-    ``_mask_keep`` reads: per event, the shares of its two bins weighted as ``voxel._fill`` splits
-    it, summed (times the event's value) into its nearest cell."""
+    ``_mask_keep`` reads: per event (voxel cell in ``cell``, -1: none), the shares of its two bins
+    weighted as the encoder splits it, summed (times the event's value) into its cell."""
     S, C, B, H, W = shape
+    plane = H * W
     share = np.zeros(t.shape[0], np.float32)
-    scale = B / dt
     for i in range(t.shape[0]):
-        w = window[i]
-        if w >= 0:
-            bin0 = (w * C + np.int64(p[i] < 0) * (C - 1)) * B * H * W + np.int64(y[i]) * W + np.int64(x[i])
-            u = (t[i] - start[w]) * scale + 0.5  # voxel._fill's split between the two nearest bin centres
-            upper = np.int64(u)
-            frac = np.float32(u - upper)
-            share[i] = ((np.float32(1.0) - frac) * grid[bin0 + max(upper - 1, 0) * H * W]
-                        + frac * grid[bin0 + min(upper, B - 1) * H * W])
+        c = cell[i]
+        if c >= 0:
+            bin0 = c - (c // plane) % B * plane  # the event's pixel in bin 0 of its window and channel
+            lower, upper, frac = bilinear_split(t[i] - start[c // (C * B * plane)], B / dt, B)
+            share[i] = (np.float32(1.0) - frac) * grid[bin0 + lower * plane] + frac * grid[bin0 + upper * plane]
     grid[:] = 0
     for i in range(t.shape[0]):
-        w = window[i]
-        if w >= 0:
-            bin0 = (w * C + np.int64(p[i] < 0) * (C - 1)) * B * H * W + np.int64(y[i]) * W + np.int64(x[i])
-            grid[bin0 + (t[i] - start[w]) * B // dt * H * W] += share[i] * (1 if C == 2 else p[i])
+        if cell[i] >= 0:
+            grid[cell[i]] += share[i] * (1 if C == 2 else p[i])
 
 
 def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.Generator,
@@ -203,17 +209,17 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
     if (events_in.width, events_in.height) != (W, H):
         raise ValueError(f"input events are {events_in.width}x{events_in.height}, voxels are {W}x{H}")
     ev = events_in
-    located = windows.locate(ev.t)  # _mask_keep overwrites it
+    cell = windows.locate(ev.t)
+    _event_cells(ev.t, ev.x, ev.y, ev.p, cell, windows.start, windows.segment_us, vox.shape)
     if bilinear:
         grid = encode_windows(ev, windows, VoxelSpec(B, C, "bilinear")).reshape(-1)
         _cell_shares(np.ascontiguousarray(vox).reshape(-1), grid)
-        _bilinear_to_nearest(ev.t, ev.x, ev.y, ev.p, located, windows.start, windows.segment_us, vox.shape, grid)
+        _bilinear_to_nearest(ev.t, ev.p, cell, windows.start, windows.segment_us, vox.shape, grid)
         vox = grid.reshape(vox.shape)
     keep = np.zeros(len(ev), bool)
     # Scratch from numpy, whose large arrays get huge pages (numba's fault in page by page);
     # numba's generator, seeded from ours, keeps the choice deterministic given the seed.
-    _mask_keep(ev.t, ev.x, ev.y, ev.p, located, windows.start, windows.segment_us,
-               np.ascontiguousarray(vox), int(rng.integers(2**32)), 1.0 - keep_threshold,
+    _mask_keep(ev.p, cell, np.ascontiguousarray(vox), int(rng.integers(2**32)), 1.0 - keep_threshold,
                np.zeros((vox.size, 2), np.int32), keep)
     return ev.select(keep)
 

@@ -56,6 +56,17 @@ _BLOCK = 512
 
 
 @njit(cache=True, nogil=True)
+def bilinear_split(rel: int, scale: float, bins: int) -> tuple[int, int, np.float32]:  # pragma: no cover - numba
+    """The two bins an event ``rel`` µs into its window is split between, and the upper one's weight
+    (``scale`` = bins / window length). Position in bins from the first bin centre, split between
+    the two nearest centres; all of it goes to the edge bin outside them. Shifted by one bin it is
+    >= 0, so truncation is the floor."""
+    u = rel * scale + 0.5
+    upper = np.int64(u)
+    return max(upper - 1, 0), min(upper, bins - 1), np.float32(u - upper)
+
+
+@njit(cache=True, nogil=True)
 def _fill(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int, last: int, t0: int,
           offset: int, dt: int, bins: int, channels: int, height: int, width: int, bilinear: bool,
           cells: np.ndarray, weights: np.ndarray, m: int) -> int:  # pragma: no cover - compiled by numba
@@ -85,14 +96,9 @@ def _fill(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int
             cells[k] = base + b * plane
             weights[k] = value
         else:
-            # Position in bins from the first bin centre, split between the two nearest centres;
-            # all of it goes to the edge bin outside them. Shifted by one bin it is >= 0, so
-            # truncation is the floor.
-            u = rel * scale + 0.5
-            upper = np.int64(u)
-            frac = np.float32(u - upper)
-            cells[k] = base + max(upper - 1, 0) * plane
-            cells[_BLOCK + k] = base + min(upper, bins - 1) * plane
+            lower, upper, frac = bilinear_split(rel, scale, bins)
+            cells[k] = base + lower * plane
+            cells[_BLOCK + k] = base + upper * plane
             weights[k] = (np.float32(1.0) - frac) * value
             weights[_BLOCK + k] = frac * value
     return m + last - first
