@@ -16,7 +16,9 @@ Steps (each skipped when its output already exists under ``--work``, so a rerun 
    flare outside the generator's default ranges, each from its own seed.
 4. Score raw / roundtrip / each classical filter / the model with each decoder / the clean stream itself
    (``perfect``: the bound of every margin) on (a) the synthetic test splits and (b) the held-out set with
-   the workflow's own ``method_estimates`` + ``file_metrics``.
+   the workflow's own ``method_estimates`` + ``file_metrics``; and the ``mask`` decoder fed the *clean*
+   voxels, alone and with events added where flare suppressed clean ones (``decoder_bounds``: what a
+   perfect network could reach through a decoder that keeps or adds events per cell).
 5. Run the model on the real recordings (no flare, no ground truth): share of events kept, and
    before/after pictures.
 6. Write ``benchmarks/quality.md`` and its pictures under ``benchmarks/quality/``.
@@ -48,8 +50,9 @@ from evdenoise.plot import plot_events
 from evdenoise.stages import method_estimates, split_file, voxelize_file
 from evdenoise.synth import SynthConfig, synthesize
 from evdenoise.train import train
+from evdenoise.decode import decode_windows
 from evdenoise.voxel import VoxelSpec, encode_windows
-from evdenoise.windows import windows_for
+from evdenoise.windows import Windows, windows_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FILTERS = ("baf", "refractory", "stcf")
@@ -177,6 +180,14 @@ def get_model(cfg: Mapping[str, Any], vox: Mapping[str, list[Path]], work: Path,
 
 
 # ------------------------------------------------------------------------------- evaluation
+def read_pair(row: pd.Series, cfg: Mapping[str, Any]) -> tuple[Events, Events, Windows]:
+    """A manifest row's noisy and clean streams and the noisy stream's windows (the config's)."""
+    win = cfg.get("windows") or {}
+    raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
+    label = read_events(Path(row["root"]) / row["clean"], width=raw.width, height=raw.height, sort=True)
+    return raw, label, windows_for(raw, win.get("segment_us", 20000), win.get("grid", "relative"))
+
+
 def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]) -> pd.DataFrame:
     """Per-window metrics of every method on every pair of ``manifest`` (columns group, file, method).
 
@@ -184,14 +195,11 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     """
     model, meta = load_model(model_path)
     spec = VoxelSpec(**meta["voxel"])
-    win = cfg.get("windows") or {}
     decode_kw = inference_settings(cfg)
     mode = decode_kw.pop("mode")
     frames = []
     for _, row in manifest.iterrows():
-        raw = read_events(Path(row["root"]) / row["noisy"], sort=True)
-        label = read_events(Path(row["root"]) / row["clean"], width=raw.width, height=raw.height, sort=True)
-        windows = windows_for(raw, win.get("segment_us", 20000), win.get("grid", "relative"))
+        raw, label, windows = read_pair(row, cfg)
         seg = Segments(windows, raw, label)
         pred = predict_voxels(model, encode_windows(raw, windows, spec), mode=mode, train_size=meta.get("train_size"),
                               device="cpu")
@@ -201,6 +209,57 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
             df.insert(0, "method", method)
             df.insert(0, "file", row["name"])
             df.insert(0, "group", row.get("group", row["split"]))
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def missing_events(kept: Events, clean: Events, windows: Windows, bins: int, per: str,
+                   rng: np.random.Generator) -> Events:
+    """One event for each unit where the clean stream has events and ``kept`` has none: the fewest
+    additions that make every unit of the F1 scores' grids positive where the clean one is.
+
+    ``per="cell"``: each (window, polarity, time bin, pixel), R-F1's grid; ``per="pixel"``: each
+    (window, polarity, pixel), T-F1's grid, in the clean stream's busiest bin there. The time is drawn
+    uniformly in the bin (edges as ``evdenoise.decode`` cuts them): a decoder that adds events per cell
+    knows no more than the bin.
+    """
+    spec = VoxelSpec(bins, 2, "nearest")
+    vk, vc = encode_windows(kept, windows, spec), encode_windows(clean, windows, spec)
+    if per == "cell":
+        s, c, b, y, x = np.nonzero((vc > 0) & (vk == 0))
+    elif per == "pixel":
+        s, c, y, x = np.nonzero((vc.sum(axis=2) > 0) & (vk.sum(axis=2) == 0))
+        b = vc[s, c, :, y, x].argmax(axis=1)
+    else:
+        raise ValueError(f"per must be 'cell' or 'pixel', got {per!r}")
+    start, span = windows.start[s], windows.end[s] - windows.start[s]
+    lo = start + (b * span + bins - 1) // bins
+    hi = start + ((b + 1) * span + bins - 1) // bins
+    t = lo + (rng.random(len(b)) * (hi - lo)).astype(np.int64)
+    return Events.from_arrays(t, x, y, np.where(c == 0, 1, -1), kept.width, kept.height).sorted()
+
+
+def decoder_bounds(manifest: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """Per-window metrics of the ``mask`` decoder fed the clean voxels (nearest and bilinear bins), alone
+    and with ``missing_events`` added per pixel or per cell; ``raw`` for reference."""
+    spec, kw = voxel_spec(cfg), inference_settings(cfg)
+    rng = np.random.default_rng(kw["seed"])
+    frames = []
+    for _, row in manifest.iterrows():
+        raw, label, windows = read_pair(row, cfg)
+        estimates = {"raw": raw}
+        for assignment in ("nearest", "bilinear"):
+            s = VoxelSpec(spec.bins, spec.channels, assignment)
+            kept = decode_windows(encode_windows(label, windows, s), windows, "mask", events_in=raw, spec=s,
+                                  seed=kw["seed"], keep_threshold=kw["keep_threshold"])
+            estimates[f"mask ({assignment})"] = kept
+            for per in ("pixel", "cell"):
+                added = missing_events(kept, label, windows, spec.bins, per, rng)
+                estimates[f"mask ({assignment}) + {per} adds"] = Events.concatenate([kept, added]).sorted()
+        for method, est in estimates.items():
+            df = file_metrics(est, label, windows)
+            df.insert(0, "method", method)
+            df.insert(0, "file", row["name"])
             frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
@@ -285,9 +344,22 @@ def example_picture(row: pd.Series, model_path: Path, png: Path, **decode_kw: An
 
 
 # ----------------------------------------------------------------------------------- report
+def bounds_table(summary: pd.DataFrame) -> list[str]:
+    """Markdown rows: E-DeflareNet's margins, then each bound's mean and change vs raw."""
+    lines = [f"| decoder fed the clean voxels | {' | '.join(METRIC_LABELS[c] for c in BENCHMARK_COLUMNS)} |",
+             "|---|" + "---|" * len(BENCHMARK_COLUMNS),
+             "| E-DeflareNet's margins (the target) | " + " | ".join(f"{PAPER_MARGIN[c]:+d}%" for c in BENCHMARK_COLUMNS)
+             + " |"]
+    for m in summary.index:
+        if m != "raw":
+            lines.append(f"| {m} | " + " | ".join(f"{summary['mean'].at[m, c]:.4f} ({summary['rel'].at[m, c]:+.1f}%)"
+                                                 for c in BENCHMARK_COLUMNS) + " |")
+    return lines
+
+
 def write_report(path: Path, *, cfg: Mapping[str, Any], model_path: Path, train_s: dict[str, float] | None,
                  threads: int, test: pd.DataFrame, merged: pd.DataFrame, held: pd.DataFrame, real: list[dict[str, Any]],
-                 pictures: list[str]) -> None:
+                 pictures: list[str], bounds: pd.DataFrame) -> None:
     meta = load_model(model_path)[1]
     methods = list(dict.fromkeys(test["method"]))
     st, sm, sh = summarize(test), summarize(merged), summarize(held)
@@ -339,6 +411,13 @@ def write_report(path: Path, *, cfg: Mapping[str, Any], model_path: Path, train_
           table(st, methods), "",
           "The same test files composed by a plain merge (clean stream plus separately simulated flare",
           "events, so noisy holds every clean event; `merge_prob=1`):", "", table(sm, methods), ""]
+    L += ["### What a perfect network could reach through a decoder that keeps or adds events", "",
+          "The `mask` decoder fed the *clean* voxels (keep threshold as configured), alone and with one event",
+          "added (time drawn in its bin) at every pixel and polarity that has clean events in the window but no",
+          "kept event (`+ pixel adds`, in the clean stream's busiest bin there: T-F1's grid) or in every cell",
+          "with clean events and no kept event (`+ cell adds`: R-F1's grid). Flare light suppresses and delays",
+          "scene events, so the input lacks some clean cells. Test split, change vs raw (`decoder_bounds`):", "",
+          *bounds_table(summarize(bounds)), ""]
     L += ["## (b) Held-out generalisation set", "",
           "Built by `heldout_data()` with `evdenoise.synth.synthesize`, each group from its own seed "
           "(training used seed 0), 100 ms per file:", ""]
@@ -382,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_path, train_s = get_model(cfg, vox, args.work, args.threads, args.model)
     log.info("model %s (train %s s)", model_path, train_s)
     test = score_pairs(manifest[manifest["split"] == "test"], model_path, cfg)
+    bounds = decoder_bounds(manifest[manifest["split"] == "test"], cfg)
+    bounds.to_csv(args.work / "test_bounds.csv", index=False)
     merged = score_pairs(merged_test_data(cfg, args.work), model_path, cfg)
     held_manifest = heldout_data(args.work, args.real)
     held = score_pairs(held_manifest, model_path, cfg)
@@ -400,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for row, name in examples:
         example_picture(row, model_path, pics / name, **decode_kw)
     write_report(args.out, cfg=cfg, model_path=model_path, train_s=train_s, threads=args.threads, test=test,
-                 merged=merged, held=held, real=real, pictures=[f"quality/{n}" for _, n in examples])
+                 merged=merged, held=held, real=real, pictures=[f"quality/{n}" for _, n in examples], bounds=bounds)
     log.info("wrote %s", args.out)
 
 

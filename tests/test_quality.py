@@ -66,3 +66,42 @@ def test_compact_rows_show_the_perfect_outputs_bound() -> None:
     # distances fall by 100 %, an F1 of 0.8 can rise by 25 % at most
     assert perfect[1] == "0.0000 (-100%)" and perfect[-1] == "1.0000 (+25%) |"
     assert rows[4].count("yes") == len(BENCHMARK_COLUMNS)
+
+
+def test_missing_events_complete_exactly_the_f1_grids() -> None:
+    import numpy as np
+
+    from evdenoise.events import Events
+    from evdenoise.metrics import window_metrics
+    from evdenoise.voxel import VoxelSpec, encode_windows
+    from evdenoise.windows import Windows
+
+    rng = np.random.default_rng(0)
+    n = 400
+    clean = Events.from_arrays(np.sort(rng.integers(0, 20000, n)), rng.integers(0, 9, n), rng.integers(0, 7, n),
+                               rng.choice([-1, 1], n), 9, 7)
+    kept = clean.select(rng.random(n) < 0.3)
+    windows = Windows(np.array([0]), np.array([20000]), np.array([False]))
+    spec = VoxelSpec(8, 2, "nearest")
+    vk, vc = encode_windows(kept, windows, spec), encode_windows(clean, windows, spec)
+    before = window_metrics(kept, clean, 0, 20000)
+    assert before["r_f1"] < 1 and before["t_f1"] < 1
+
+    cells = quality.missing_events(kept, clean, windows, 8, "cell", rng)
+    assert len(cells) == np.count_nonzero((vc > 0) & (vk == 0))
+    # each added event lies in a clean cell that had no kept event: one per such cell
+    np.testing.assert_array_equal(encode_windows(cells, windows, spec), ((vc > 0) & (vk == 0)).astype(np.float32))
+    after = window_metrics(Events.concatenate([kept, cells]).sorted(), clean, 0, 20000)
+    assert after["r_f1"] == after["t_f1"] == after["tp_f1"] == 1.0
+
+    pixels = quality.missing_events(kept, clean, windows, 8, "pixel", rng)
+    missing = (vc.sum(axis=2) > 0) & (vk.sum(axis=2) == 0)
+    assert len(pixels) == np.count_nonzero(missing)
+    vp = encode_windows(pixels, windows, spec)
+    np.testing.assert_array_equal(vp.sum(axis=2) > 0, missing)
+    added_bin = np.take_along_axis(vc, vp.argmax(axis=2)[:, :, None], axis=2)[:, :, 0]
+    np.testing.assert_array_equal(added_bin[missing], vc.max(axis=2)[missing])  # in the clean stream's busiest bin
+    after = window_metrics(Events.concatenate([kept, pixels]).sorted(), clean, 0, 20000)
+    assert after["t_f1"] == after["tp_f1"] == 1.0 and after["r_f1"] < 1
+    with pytest.raises(ValueError, match="per"):
+        quality.missing_events(kept, clean, windows, 8, "window", rng)
