@@ -346,10 +346,9 @@ def example_picture(row: pd.Series, model_path: Path, png: Path, **decode_kw: An
 # ----------------------------------------------------------------------------------- report
 def bounds_table(summary: pd.DataFrame) -> list[str]:
     """Markdown rows: E-DeflareNet's margins, then each bound's mean and change vs raw."""
+    target = " | ".join(f"{PAPER_MARGIN[c]:+d}%" for c in BENCHMARK_COLUMNS)
     lines = [f"| decoder fed the clean voxels | {' | '.join(METRIC_LABELS[c] for c in BENCHMARK_COLUMNS)} |",
-             "|---|" + "---|" * len(BENCHMARK_COLUMNS),
-             "| E-DeflareNet's margins (the target) | " + " | ".join(f"{PAPER_MARGIN[c]:+d}%" for c in BENCHMARK_COLUMNS)
-             + " |"]
+             "|---|" + "---|" * len(BENCHMARK_COLUMNS), f"| E-DeflareNet's margins (the target) | {target} |"]
     for m in summary.index:
         if m != "raw":
             lines.append(f"| {m} | " + " | ".join(f"{summary['mean'].at[m, c]:.4f} ({summary['rel'].at[m, c]:+.1f}%)"
