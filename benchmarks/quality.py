@@ -40,7 +40,7 @@ import yaml
 
 from evdenoise.artifacts import Segments
 from evdenoise.checkpoint import load_model
-from evdenoise.decode import DEFAULT_KEEP_THRESHOLD
+from evdenoise.decode import DEFAULT_KEEP_THRESHOLD, decode_windows
 from evdenoise.denoise import denoise_events
 from evdenoise.events import Events, read_events
 from evdenoise.filters import apply_filter
@@ -50,7 +50,6 @@ from evdenoise.plot import plot_events
 from evdenoise.stages import method_estimates, split_file, voxelize_file
 from evdenoise.synth import SynthConfig, synthesize
 from evdenoise.train import train
-from evdenoise.decode import decode_windows
 from evdenoise.voxel import VoxelSpec, encode_windows
 from evdenoise.windows import Windows, windows_for
 
@@ -213,37 +212,31 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
     return pd.concat(frames, ignore_index=True)
 
 
-def missing_events(kept: Events, clean: Events, windows: Windows, bins: int, per: str,
-                   rng: np.random.Generator) -> Events:
+def missing_events(kept: Events, clean: Events, windows: Windows, bins: int, per: str, seed: int) -> Events:
     """One event for each unit where the clean stream has events and ``kept`` has none: the fewest
     additions that make every unit of the F1 scores' grids positive where the clean one is.
 
     ``per="cell"``: each (window, polarity, time bin, pixel), R-F1's grid; ``per="pixel"``: each
-    (window, polarity, pixel), T-F1's grid, in the clean stream's busiest bin there. The time is drawn
-    uniformly in the bin (edges as ``evdenoise.decode`` cuts them): a decoder that adds events per cell
-    knows no more than the bin.
+    (window, polarity, pixel), T-F1's grid, in the clean stream's busiest bin there. The ``sample``
+    decoder places them, a time drawn uniformly in the bin: a decoder that adds events per cell knows
+    no more than the bin.
     """
     spec = VoxelSpec(bins, 2, "nearest")
     vk, vc = encode_windows(kept, windows, spec), encode_windows(clean, windows, spec)
     if per == "cell":
-        s, c, b, y, x = np.nonzero((vc > 0) & (vk == 0))
+        one_each = (vc > 0) & (vk == 0)
     elif per == "pixel":
-        s, c, y, x = np.nonzero((vc.sum(axis=2) > 0) & (vk.sum(axis=2) == 0))
-        b = vc[s, c, :, y, x].argmax(axis=1)
+        missing = (vc.sum(axis=2) > 0) & (vk.sum(axis=2) == 0)
+        one_each = (np.arange(bins)[:, None, None] == vc.argmax(axis=2)[:, :, None]) & missing[:, :, None]
     else:
         raise ValueError(f"per must be 'cell' or 'pixel', got {per!r}")
-    start, span = windows.start[s], windows.end[s] - windows.start[s]
-    lo = start + (b * span + bins - 1) // bins
-    hi = start + ((b + 1) * span + bins - 1) // bins
-    t = lo + (rng.random(len(b)) * (hi - lo)).astype(np.int64)
-    return Events.from_arrays(t, x, y, np.where(c == 0, 1, -1), kept.width, kept.height).sorted()
+    return decode_windows(one_each.astype(np.float32), windows, "sample", spec=spec, seed=seed)
 
 
 def decoder_bounds(manifest: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
     """Per-window metrics of the ``mask`` decoder fed the clean voxels (nearest and bilinear bins), alone
     and with ``missing_events`` added per pixel or per cell; ``raw`` for reference."""
     spec, kw = voxel_spec(cfg), inference_settings(cfg)
-    rng = np.random.default_rng(kw["seed"])
     frames = []
     for _, row in manifest.iterrows():
         raw, label, windows = read_pair(row, cfg)
@@ -254,7 +247,7 @@ def decoder_bounds(manifest: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFra
                                   seed=kw["seed"], keep_threshold=kw["keep_threshold"])
             estimates[f"mask ({assignment})"] = kept
             for per in ("pixel", "cell"):
-                added = missing_events(kept, label, windows, spec.bins, per, rng)
+                added = missing_events(kept, label, windows, spec.bins, per, kw["seed"])
                 estimates[f"mask ({assignment}) + {per} adds"] = Events.concatenate([kept, added]).sorted()
         for method, est in estimates.items():
             df = file_metrics(est, label, windows)

@@ -87,14 +87,14 @@ def test_missing_events_complete_exactly_the_f1_grids() -> None:
     before = window_metrics(kept, clean, 0, 20000)
     assert before["r_f1"] < 1 and before["t_f1"] < 1
 
-    cells = quality.missing_events(kept, clean, windows, 8, "cell", rng)
+    cells = quality.missing_events(kept, clean, windows, 8, "cell", seed=1)
     assert len(cells) == np.count_nonzero((vc > 0) & (vk == 0))
     # each added event lies in a clean cell that had no kept event: one per such cell
     np.testing.assert_array_equal(encode_windows(cells, windows, spec), ((vc > 0) & (vk == 0)).astype(np.float32))
     after = window_metrics(Events.concatenate([kept, cells]).sorted(), clean, 0, 20000)
     assert after["r_f1"] == after["t_f1"] == after["tp_f1"] == 1.0
 
-    pixels = quality.missing_events(kept, clean, windows, 8, "pixel", rng)
+    pixels = quality.missing_events(kept, clean, windows, 8, "pixel", seed=2)
     missing = (vc.sum(axis=2) > 0) & (vk.sum(axis=2) == 0)
     assert len(pixels) == np.count_nonzero(missing)
     vp = encode_windows(pixels, windows, spec)
@@ -104,4 +104,4 @@ def test_missing_events_complete_exactly_the_f1_grids() -> None:
     after = window_metrics(Events.concatenate([kept, pixels]).sorted(), clean, 0, 20000)
     assert after["t_f1"] == after["tp_f1"] == 1.0 and after["r_f1"] < 1
     with pytest.raises(ValueError, match="per"):
-        quality.missing_events(kept, clean, windows, 8, "window", rng)
+        quality.missing_events(kept, clean, windows, 8, "window", seed=3)
