@@ -256,3 +256,38 @@ def test_example_configs_build_and_run(path: Path) -> None:
     x = voxels(1, n=1)
     with torch.no_grad():
         assert torch.equal(model(x), x)  # every example starts as the identity
+
+
+def _without_group_norm(model: nn.Module) -> nn.Module:
+    """GroupNorm couples every cell through its statistics; without it the probe sees the receptive field."""
+    for name, child in model.named_children():
+        setattr(model, name, nn.Identity()) if isinstance(child, nn.GroupNorm) else _without_group_norm(child)
+    return model
+
+
+def _impulse_reach(cfg: dict) -> tuple[float, float]:
+    """(largest distance in px at which an impulse at the centre of a 640x480 window changes the output,
+    the largest change at >= 128 px relative to the largest change anywhere)."""
+    torch.manual_seed(0)
+    model = _without_group_norm(build_model({**cfg, "in_channels": 2})).eval()
+    with torch.no_grad():  # off the initial state, whose gate head ignores every feature
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        x = (torch.rand((1, 2, 8, 480, 640), generator=torch.Generator().manual_seed(0)) < 0.02).float()
+        y = x.clone()
+        y[..., 238:242, 318:322] += 3
+        change = (model(y) - model(x)).abs().sum(dim=(0, 1, 2))
+    yy, xx = torch.meshgrid(torch.arange(480), torch.arange(640), indexing="ij")
+    dist = torch.hypot(yy - 240.0, xx - 320.0)
+    has = x.sum(dim=(0, 1, 2)) > 0  # the gate changes only cells with input
+    reach = float(dist[(change > 1e-6 * change.max()) & has].max())
+    return reach, float(change[(dist >= 128) & has].max() / change.max())
+
+
+def test_pretrained_architecture_sees_a_whole_flare() -> None:
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "pretrained.yaml").read_text())["model"]
+    reach, far = _impulse_reach(cfg)
+    assert reach >= 256 and far > 1e-2  # a 256 px wide flare is seen whole from its centre, and beyond
+    plain = {k: v for k, v in cfg.items() if k not in ("context_dilations", "global_context")}
+    reach, far = _impulse_reach(plain)  # the control: the same U-Net without its context block
+    assert reach < 128 and far < 1e-5

@@ -204,3 +204,78 @@ def test_synthesize_writes_pairs_manifest_and_previews(tmp_path: Path, real_dir:
             assert a.equals(b)
             with h5py.File(tmp_path / "a" / getattr(row, col)) as fa, h5py.File(tmp_path / "b" / getattr(row, col)) as fb:
                 assert fa.attrs["synth_params"] == fb.attrs["synth_params"]
+
+
+# ----------------------------------------------------------------- full-resolution flare factors
+# One static source inside the frame over a still-camera scene: each factor then shows on its own.
+ONE_LAMP = dict(n_sources=(1, 1), source_moving_prob=0.0, source_outside_prob=0.0, background_kinds=("objects",))
+
+
+def test_long_streaks_reach_across_the_frame() -> None:
+    def reach(length: float, falloff: float = 1.5) -> tuple[float, int]:
+        cfg = small(**ONE_LAMP, halo_radius=(0.01, 0.01), ghost_count=(0, 0), streak_count=(8, 8),
+                    streak_length=(length, length), streak_falloff=(falloff, falloff), merge_prob=1.0)
+        _, _, meta = generate_pair(cfg, 3)
+        ys, xs = np.nonzero(meta["support"])
+        x0, y0 = meta["sources"][0]["start_px"]
+        return float(np.hypot(xs - x0, ys - y0).max()) / np.hypot(64, 48), meta["n_flare"]
+
+    short, long_ = reach(0.1), reach(1.0)
+    assert short[0] < 0.15 < 0.45 < long_[0]  # ray lengths are drawn in [0.5, 1] x streak_length
+    assert reach(1.0, falloff=0.3)[1] > long_[1]  # a slower fall-off keeps the rays bright: more flare events
+
+
+def test_dc_light_makes_flare_only_through_motion() -> None:
+    base = dict(**ONE_LAMP, merge_prob=1.0)  # noisy = clean + the flare's own events
+    still = generate_pair(small(**base, dc_prob=1.0), 5)
+    assert still[2]["sources"][0]["dc"] and still[2]["sources"][0]["depth"] == 0
+    assert still[2]["n_flare"] == 0 and still[0].equals(still[1])  # a steady lamp on a still camera: no events
+    flickering = generate_pair(small(**base), 5)
+    assert flickering[2]["n_flare"] > 100
+    for moved in (dict(source_moving_prob=1.0), dict(roll_deg_s=(180.0, 180.0)), dict(source_enter_prob=1.0)):
+        noisy, clean, meta = generate_pair(small(**{**base, **moved}, dc_prob=1.0, source_speed=(2.0, 2.0)), 5)
+        assert meta["n_flare"] > 100, moved
+
+
+def test_roll_and_entering_move_the_source() -> None:
+    _, _, rolled = generate_pair(small(**ONE_LAMP, roll_deg_s=(90.0, 90.0)), 2)
+    assert abs(rolled["sources"][0]["roll_rad_s"]) == pytest.approx(np.pi / 2)
+    _, _, entering = generate_pair(small(**ONE_LAMP, source_enter_prob=1.0), 2)
+    src = entering["sources"][0]
+    x, y = src["start_px"]
+    assert src["motion"] == "entering" and not (0 <= x < 64 and 0 <= y < 48)
+    vx, vy = src["velocity_px_s"]
+    assert (32 - x) * vx + (24 - y) * vy > 0  # heading into the frame
+
+
+def test_veil_lights_a_large_part_of_the_frame() -> None:
+    cfg = dict(**ONE_LAMP, halo_radius=(0.05, 0.05), streak_count=(0, 0), ghost_count=(0, 0))
+    _, _, plain = generate_pair(small(**cfg), 4)
+    _, _, veiled = generate_pair(small(**cfg, veil_prob=1.0, veil_radius=(0.5, 0.5)), 4)
+    assert plain["support_fraction"] < 0.1 < 0.8 < veiled["support_fraction"]
+    assert veiled["sources"][0]["veil"]["sigma_px"] == pytest.approx(0.5 * np.hypot(64, 48))
+
+
+def test_ghost_chain_is_evenly_spaced() -> None:
+    _, _, meta = generate_pair(small(**ONE_LAMP, ghost_count=(5, 5), ghost_chain_prob=1.0,
+                                     ghost_position=(-1.2, 0.4)), 1)
+    ghosts = meta["sources"][0]["ghosts"]
+    assert meta["sources"][0]["ghost_chain"]
+    np.testing.assert_allclose([g["position"] for g in ghosts], np.linspace(-1.2, 0.4, 5))
+    radii = [g["radius_px"] for g in ghosts]
+    assert radii == sorted(radii, reverse=True)  # larger the farther from the source (position 1)
+
+
+def test_global_light_change_is_in_clean_and_noisy() -> None:
+    cfg = small(**ONE_LAMP, global_change_prob=1.0, global_change=(1.0, 1.0), global_change_ramp_us=(300, 300),
+                object_speed=(0.1, 0.1))
+    noisy, clean, meta = generate_pair(cfg, 6)
+    at = meta["global_change"]["at_us"]
+    assert abs(meta["global_change"]["log_step"]) == 1.0
+    _, still, no_change = generate_pair(small(**ONE_LAMP, object_speed=(0.1, 0.1)), 6)
+    assert no_change["global_change"] == {}
+    for e in (clean, noisy):
+        burst = e.between(int(at) - 1000, int(at) + 1000)
+        assert len(np.unique(burst.y.astype(int) * 64 + burst.x)) > 0.5 * 64 * 48  # most pixels fire at once
+    quiet = still.between(int(at) - 1000, int(at) + 1000)
+    assert len(quiet) < 0.2 * len(clean.between(int(at) - 1000, int(at) + 1000))

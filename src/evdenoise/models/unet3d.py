@@ -43,29 +43,31 @@ def group_count(channels: int, num_groups: int) -> int:
     return max(g for g in range(1, min(num_groups, channels) + 1) if channels % g == 0)
 
 
-def conv3(cin: int, cout: int, factorised: bool) -> nn.Module:
+def conv3(cin: int, cout: int, factorised: bool, dilation: int = 1) -> nn.Module:
     """A 3x3x3 convolution, or its (2+1)-D factorisation (about 2.3x fewer multiply-adds at equal width).
 
-    Blocks work on the internal layout (N, C, H, W, B): spatial 3x3x1 then temporal 1x1x3.
+    Blocks work on the internal layout (N, C, H, W, B): spatial 3x3x1 then temporal 1x1x3. ``dilation``
+    spreads the spatial taps only (the time axis is 8 bins short).
     """
+    d = dilation
     if factorised:
         return nn.Sequential(
-            nn.Conv3d(cin, cout, (3, 3, 1), padding=(1, 1, 0), bias=False),
+            nn.Conv3d(cin, cout, (3, 3, 1), padding=(d, d, 0), dilation=(d, d, 1), bias=False),
             nn.Conv3d(cout, cout, (1, 1, 3), padding=(0, 0, 1), bias=False),
         )
-    return nn.Conv3d(cin, cout, 3, padding=1, bias=False)
+    return nn.Conv3d(cin, cout, 3, padding=(d, d, 1), dilation=(d, d, 1), bias=False)
 
 
 class ResBlock(nn.Module):
     """conv-GN-ReLU-conv-GN plus a (1x1x1-projected) shortcut, then ReLU."""
 
-    def __init__(self, cin: int, cout: int, num_groups: int, factorised: bool) -> None:
+    def __init__(self, cin: int, cout: int, num_groups: int, factorised: bool, dilation: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3(cin, cout, factorised),
+            conv3(cin, cout, factorised, dilation),
             nn.GroupNorm(group_count(cout, num_groups), cout),
             nn.ReLU(inplace=True),
-            conv3(cout, cout, factorised),
+            conv3(cout, cout, factorised, dilation),
             nn.GroupNorm(group_count(cout, num_groups), cout),
         )
         self.shortcut = nn.Identity() if cin == cout else nn.Conv3d(cin, cout, 1, bias=False)
@@ -85,6 +87,30 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(self.reduce(x), size=skip.shape[2:], mode="nearest")
         return self.block(x + skip)
+
+
+class ContextBlock(nn.Module):
+    """Context for the deepest features: dilated residual blocks, then a global summary added back.
+
+    At 1/16 of the pixels (space_to_depth 2, three 2x pools) each dilated block adds 2 x 2 x d x 16 px of
+    receptive field, so dilations (2, 4, 8) reach ~900 px beyond the plain U-Net's ~200: a whole 640x480
+    starburst at once. The global branch (mean over the frame and the bins, two 1x1x1 convolutions) tells
+    every cell what the whole window holds, e.g. a sensor-wide light change rather than a local flare.
+    """
+
+    def __init__(self, channels: int, dilations: Sequence[int], global_context: bool, num_groups: int,
+                 factorised: bool) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(ResBlock(channels, channels, num_groups, factorised, d) for d in dilations))
+        self.summary = nn.Sequential(
+            nn.Conv3d(channels, channels, 1), nn.ReLU(inplace=True), nn.Conv3d(channels, channels, 1),
+        ) if global_context else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(x)
+        if self.summary is not None:
+            x = x + self.summary(x.mean(dim=(2, 3, 4), keepdim=True))
+        return x
 
 
 def fold_space(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -108,7 +134,8 @@ class UNet3D(nn.Module):
     ``pool_kernels`` is one (t, h, w) kernel for every level or a list of len(f_maps)-1.
 
     ``bottleneck`` (optional) is applied to the deepest features (channels ``f_maps[-1]``, internal layout
-    (N, C, H, W, B)), shape-preserving; U-Mamba plugs its state-space block in here.
+    (N, C, H, W, B)), shape-preserving; U-Mamba plugs its state-space block in here. ``context_dilations``
+    and ``global_context`` build a :class:`ContextBlock` there instead (receptive field for large flares).
     """
 
     def __init__(
@@ -121,6 +148,8 @@ class UNet3D(nn.Module):
         output: str = "residual",
         space_to_depth: int = SPACE_TO_DEPTH,
         bottleneck: nn.Module | None = None,
+        context_dilations: Sequence[int] = (),
+        global_context: bool = False,
         name: str = "unet3d",
     ) -> None:
         super().__init__()
@@ -147,6 +176,11 @@ class UNet3D(nn.Module):
             ResBlock(chans[i], chans[i + 1], num_groups, factorised) for i in range(len(f_maps))
         )
         self.pools = nn.ModuleList(nn.MaxPool3d((kh, kw, kt)) for kt, kh, kw in self.pool_kernels)
+        if not all(isinstance(d, int) and d >= 1 for d in context_dilations):
+            raise ValueError(f"{name}: context_dilations must be positive ints, got {context_dilations!r}")
+        if bottleneck is None and (context_dilations or global_context):
+            bottleneck = ContextBlock(f_maps[-1], list(context_dilations), bool(global_context), num_groups,
+                                      factorised)
         self.bottleneck = bottleneck if bottleneck is not None else nn.Identity()
         self.decoders = nn.ModuleList(
             UpBlock(f_maps[i + 1], f_maps[i], num_groups, factorised) for i in reversed(range(len(f_maps) - 1))

@@ -58,23 +58,40 @@ class SynthConfig:
         rectified mains sine, rectified sine clipped at a random level (flat tops), smoothed
         square (PWM-like, random duty).
       modulation_depth: (0.2, 1.0), brightness swing as a share of the peak.
+      dc_prob: 0.0, share of sources that do not flicker at all (DC-driven LED headlights): their
+        flare then changes only through motion.
       source_radius: (0.006, 0.025) of the diagonal; source_contrast: (10, 200) *log*,
         peak source intensity as a multiple of the scene level.
       source_outside_prob: 0.1, the source sits just outside the frame (only its flare shows).
       source_moving_prob: 0.5; source_speed: (0.05, 0.5) diagonals per second. Over a panning
         background a source is fixed in the world (moves with the pan) with
         source_world_prob 0.7.
+      source_enter_prob: 0.0, share of sources that start just outside the frame and drive across
+        it (headlights entering and leaving), at source_speed.
+      roll_deg_s: (0, 0), camera roll rate (degrees per second, random sign): every source turns
+        about the image centre, its flare with it (ego-motion that moves the whole flare pattern).
     Lens flare (noisy only), shares the flicker of its source
       halo_radius: (0.08, 0.35) of the diagonal (support of the glare halo);
       halo_strength: (0.02, 0.2) *log*, halo peak relative to the source intensity;
       halo_core: (1, 4) source radii, halo_exponent: (0.7, 1.8) (power-law fall-off).
       streak_count: (0, 16) radial streaks (diffraction starburst), streak_length: (0.1, 0.5)
         of the diagonal, streak_width: (0.002, 0.007) of the diagonal, streak_strength:
-        (0.005, 0.05) *log* relative to the source.
+        (0.005, 0.05) *log* relative to the source; streak_falloff: (1.5, 1.5), exponent of the
+        brightness fall-off along a ray (profile (1 - u)^falloff / (1 + 2u), u the share of its length:
+        lower keeps long streaks bright to their ends, as a real starburst from a bright lamp).
+      veil_prob: 0.0, share of sources with a glare veil: a broad Gaussian glow over a large part
+        of the frame, veil_radius: (0.3, 1.0) of the diagonal (its sigma), veil_strength:
+        (0.003, 0.03) *log* relative to the source.
       ghost_count: (0, 6) reflections on the line through source and image centre, at
         ghost_position: (-1.3, 0.8) (0 = centre, 1 = source), ghost_radius: (0.01, 0.08) of the
         diagonal, ghost_strength: (0.002, 0.03) *log* relative to the source; discs, rings or
-        polygons (aperture shape).
+        polygons (aperture shape). ghost_chain_prob: 0.0, share of sources whose ghosts form a chain:
+        evenly spaced along the whole ghost_position range, growing in size away from the source.
+    Light of the scene (in clean and noisy: real signal the model must keep)
+      global_change_prob: 0.0, share of files where the scene's illumination steps once (a light
+        switched on or off, an exposure change): a log-intensity step of global_change: (0.2, 1.0)
+        (random sign) over global_change_ramp_us: (300, 5000), at a random time. Synthetic scenes
+        only (a recorded background keeps its own events).
     Composition of the noisy stream
       merge_prob: 0.0, share of files whose noisy stream is clean plus separately simulated
         flare events (flare alone over a flat field at scene_level; the plain merge of E-Flare's
@@ -122,12 +139,15 @@ class SynthConfig:
     frequency_drift: float = 0.01
     waveforms: tuple[str, ...] = ("sine", "rectified", "clipped", "square")
     modulation_depth: Range = (0.2, 1.0)
+    dc_prob: float = 0.0
     source_radius: Range = (0.006, 0.025)
     source_contrast: Range = (10.0, 200.0)
     source_outside_prob: float = 0.1
     source_moving_prob: float = 0.5
     source_speed: Range = (0.05, 0.5)
     source_world_prob: float = 0.7
+    source_enter_prob: float = 0.0
+    roll_deg_s: Range = (0.0, 0.0)
     halo_radius: Range = (0.08, 0.35)
     halo_strength: Range = (0.02, 0.2)
     halo_core: Range = (1.0, 4.0)
@@ -136,10 +156,18 @@ class SynthConfig:
     streak_length: Range = (0.1, 0.5)
     streak_width: Range = (0.002, 0.007)
     streak_strength: Range = (0.005, 0.05)
+    streak_falloff: Range = (1.5, 1.5)
+    veil_prob: float = 0.0
+    veil_radius: Range = (0.3, 1.0)
+    veil_strength: Range = (0.003, 0.03)
     ghost_count: Range = (0, 6)
     ghost_position: Range = (-1.3, 0.8)
     ghost_radius: Range = (0.01, 0.08)
     ghost_strength: Range = (0.002, 0.03)
+    ghost_chain_prob: float = 0.0
+    global_change_prob: float = 0.0
+    global_change: Range = (0.2, 1.0)
+    global_change_ramp_us: Range = (300.0, 5000.0)
     merge_prob: float = 0.0
     real_background_prob: float = 0.5
     real_flip: bool = True
@@ -182,11 +210,14 @@ class SynthConfig:
         if self.threshold[0] <= 0 or self.threshold_min <= 0:
             raise bad("threshold", "thresholds must be > 0")
         for name in ("source_outside_prob", "source_moving_prob", "source_world_prob", "merge_prob",
-                     "real_background_prob"):
+                     "real_background_prob", "dc_prob", "source_enter_prob", "veil_prob", "ghost_chain_prob",
+                     "global_change_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be a probability in [0, 1]")
         if self.n_sources[0] < 1:
             raise bad("n_sources", "needs at least one light source")
+        if self.streak_falloff[0] <= 0:
+            raise bad("streak_falloff", "must be > 0")
         if self.modulation_depth[1] > 1:
             raise bad("modulation_depth", "must be within [0, 1]")
         if not self.flicker_hz or any(f <= 0 for f in self.flicker_hz):

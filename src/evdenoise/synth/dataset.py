@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -19,7 +19,7 @@ from .config import SynthConfig, draw
 from .dvs import ContrastSimulator, PixelParams, excess_share, not_in
 from .flare import LightField
 from .preview import write_preview
-from .scene import Scene, StaticScene
+from .scene import GlobalLight, Scene, StaticScene
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,9 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     bool mask of pixels the flare ever lit; outside it noisy and clean are identical.
     """
     # Streams added later go last: spawn(n) leaves the first ones as they were with fewer.
-    streams = np.random.SeedSequence(int(seed)).spawn(7)
-    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng, comp_rng = (np.random.default_rng(s) for s in streams)
+    streams = np.random.SeedSequence(int(seed)).spawn(8)
+    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng, comp_rng, extra_rng = (
+        np.random.default_rng(s) for s in streams)
     merge = bool(comp_rng.random() < cfg.merge_prob)
     T, dt = int(cfg.duration_us), int(cfg.dt_us)
     bg_events: Events | None = None
@@ -130,18 +131,22 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
         width, height = (cfg.sizes[int(size_rng.integers(len(cfg.sizes)))] if cfg.sizes
                          else (int(cfg.width), int(cfg.height)))
         scene: Scene | StaticScene = Scene(cfg, width, height, scene_rng)
+        glow = GlobalLight(cfg, extra_rng, T)
     else:
         width, height = background.width, background.height
         bg_events, bg_params = cut_background(background, T, bg_rng, cfg.real_flip)
         scene = StaticScene(cfg, width, height, scene_rng)
-    light = LightField(cfg, width, height, light_rng, scene, pan="pan" in scene.kind, level=scene.level)
+        glow = GlobalLight(replace(cfg, global_change_prob=0.0), extra_rng, T)  # recorded light stays as it was
+    light = LightField(cfg, width, height, light_rng, scene, pan="pan" in scene.kind, level=scene.level,
+                       extra=extra_rng)
     pixel = _pixel_params(cfg, dvs_rng)
 
     frames = np.empty((2, height, width), np.float32)  # [clean, noisy]
 
     def render(t: float) -> np.ndarray:
         src, fl = light.render(t)
-        np.add(scene.render(t), src, out=frames[0])
+        lit = scene.render(t)
+        np.add(lit * np.float32(glow.gain(t)) if glow.step else lit, src, out=frames[0])
         np.add(scene.level if merge else frames[0], fl, out=frames[1])
         return fl
 
@@ -181,7 +186,7 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     meta: dict[str, Any] = {
         "seed": int(seed), "width": width, "height": height, "duration_us": T, "dt_us": dt,
         "composition": "merge" if merge else "sensor",
-        "background": {**scene.params, **bg_params}, "sources": light.params,
+        "background": {**scene.params, **bg_params}, "sources": light.params, "global_change": glow.params,
         "pixel": asdict(pixel), "noise": noise_params,
         "n_noisy": len(noisy), "n_clean": len(clean), "n_flare": n_flare,
         "n_removed": int(not_in(clean, noisy).sum()), "n_suppressed_background": n_suppressed_bg,

@@ -72,7 +72,7 @@ def _ghost(kind: str, radius: float, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def _rigid_flare(r_src: float, halo_r: float, halo_strength: float, core: float, q: float,
-                 streaks: list[dict[str, float]]) -> np.ndarray:
+                 streaks: list[dict[str, float]], falloff: float = 1.5) -> np.ndarray:
     """Halo + streaks centred in a square patch (peak relative units, source intensity 1)."""
     reach = max([halo_r] + [s["length"] for s in streaks])
     n = 2 * int(math.ceil(reach)) + 3
@@ -90,17 +90,43 @@ def _rigid_flare(r_src: float, halo_r: float, halo_strength: float, core: float,
         u = np.clip(along / s["length"], 0, 1)
         width = s["width"] * (1 + 1.5 * u)  # streaks widen outwards
         cross = np.maximum(np.exp(-0.5 * (across / width) ** 2) - tail, 0) / (1 - tail)
-        profile = (1 - u) ** 1.5 / (1 + 2 * u) * (along > 0)
+        profile = (1 - u) ** falloff / (1 + 2 * u) * (along > 0)
         out += s["strength"] * cross * profile
     return out.astype(np.float32)
 
 
+def _veil(sigma: float, x: float, y: float, height: int, width: int) -> np.ndarray:
+    """A broad Gaussian glow (peak 1) centred at (x, y), cut to zero at 3 sigma (compact support)."""
+    gx = np.exp(-0.5 * ((np.arange(width, dtype=np.float32) - x) / sigma) ** 2)
+    gy = np.exp(-0.5 * ((np.arange(height, dtype=np.float32) - y) / sigma) ** 2)
+    tail = math.exp(-4.5)
+    return np.maximum(np.outer(gy, gx) - tail, 0) / (1 - tail)
+
+
+def _entry(width: int, height: int, margin: float, speed: float, rng: np.random.Generator
+           ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Start just outside a random edge and a velocity that drives into and across the frame."""
+    side = int(rng.integers(4))
+    u = rng.uniform(0.15, 0.85)
+    start = [(-margin, u * height), (width - 1 + margin, u * height),
+             (u * width, -margin), (u * width, height - 1 + margin)][side]
+    heading = [0.0, np.pi, np.pi / 2, -np.pi / 2][side] + rng.uniform(-0.4, 0.4)
+    return (float(start[0]), float(start[1])), (speed * math.cos(heading), speed * math.sin(heading))
+
+
 class LightSource:
-    """One flickering source: its image (clean), its flare (noisy only), and their motion."""
+    """One flickering source: its image (clean), its flare (noisy only), and their motion.
+
+    ``extra`` draws the factors added after the first generator (DC light, entering, veils, ghost chains,
+    streak fall-off), so files made with those factors off stay bit-identical to earlier versions.
+    ``roll`` is the camera's roll rate (rad/s): the source turns about the image centre.
+    """
 
     def __init__(self, cfg: SynthConfig, width: int, height: int, rng: np.random.Generator,
-                 camera: _Camera, pan: bool, level: float, hz: float, phase_offset: float) -> None:
+                 camera: _Camera, pan: bool, level: float, hz: float, phase_offset: float,
+                 extra: np.random.Generator, roll: float = 0.0) -> None:
         diag = math.hypot(width, height)
+        self.roll = roll
         self.width, self.height = width, height
         self.hz = hz * (1 + rng.uniform(-cfg.frequency_drift, cfg.frequency_drift))
         self.waveform = choose(rng, cfg.waveforms)
@@ -131,6 +157,12 @@ class LightSource:
             a = rng.uniform(0, 2 * np.pi)
             self.velocity = (speed * math.cos(a), speed * math.sin(a))
         self.start = (float(x0), float(y0))
+        self.dc = bool(extra.random() < cfg.dc_prob)
+        if self.dc:  # a DC-driven lamp: constant brightness
+            self.depth = 0.0
+        if extra.random() < cfg.source_enter_prob:
+            self.motion, self._camera = "entering", None
+            self.start, self.velocity = _entry(width, height, r_src + 1, draw(extra, cfg.source_speed) * diag, extra)
         # Clean: the lamp itself, slightly blurred by the optics.
         self.source = Patch(_soft_disc(r_src, 1.0))
         # Noisy: halo + streaks (rigid around the source) and ghosts (on the centre line).
@@ -149,16 +181,29 @@ class LightSource:
         halo_strength = draw(rng, cfg.halo_strength, log=True)
         core = draw(rng, cfg.halo_core)
         q = draw(rng, cfg.halo_exponent)
-        rigid = _rigid_flare(r_src, halo_r, halo_strength, core, q, streaks)
-        self.rigid = Patch(rigid)
+        falloff = draw(extra, cfg.streak_falloff)
+        self.rigid = Patch(_rigid_flare(r_src, halo_r, halo_strength, core, q, streaks, falloff))
+        self.veil: tuple[float, float] | None = None  # (sigma px, strength)
+        if extra.random() < cfg.veil_prob:
+            self.veil = (draw(extra, cfg.veil_radius) * diag, draw(extra, cfg.veil_strength, log=True))
         self.ghosts: list[tuple[Patch, float]] = []  # (image, position k on the centre line)
         ghost_info = []
-        for _ in range(draw_int(rng, cfg.ghost_count)):
+        n_ghosts = draw_int(rng, cfg.ghost_count)
+        chain = bool(extra.random() < cfg.ghost_chain_prob)
+        # A chain: evenly spaced over the whole position range, larger the farther from the source.
+        spots = np.linspace(cfg.ghost_position[0], cfg.ghost_position[1], max(n_ghosts, 1))
+        for i in range(n_ghosts):
             k = draw(rng, cfg.ghost_position)
+            if chain:
+                k = float(spots[i])
             if abs(k - 1) < 0.15:  # not on top of the source
                 k -= 0.3
-            img, info = _ghost(choose(rng, ("disc", "ring", "polygon")),
-                               draw(rng, cfg.ghost_radius) * diag, rng)
+            kind = choose(rng, ("disc", "ring", "polygon"))
+            radius = draw(rng, cfg.ghost_radius) * diag
+            if chain:
+                radius = (cfg.ghost_radius[0] + (cfg.ghost_radius[1] - cfg.ghost_radius[0])
+                          * min(abs(1 - k) / 2.3, 1.0)) * diag
+            img, info = _ghost(kind, radius, rng)
             strength = draw(rng, cfg.ghost_strength, log=True)
             self.ghosts.append((Patch(img * strength), k))
             ghost_info.append({**info, "position": k, "strength": strength})
@@ -167,19 +212,28 @@ class LightSource:
             "shape": self.shape, "intensity": self.intensity, "radius_px": r_src, "outside": outside,
             "start_px": list(self.start), "motion": self.motion, "velocity_px_s": list(self.velocity),
             "halo_radius_px": halo_r, "halo_strength": halo_strength, "halo_core": core, "halo_exponent": q,
-            "streaks": streaks, "ghosts": ghost_info,
+            "streaks": streaks, "streak_falloff": falloff, "ghosts": ghost_info, "ghost_chain": chain,
+            "dc": self.dc, "roll_rad_s": roll,
+            "veil": None if self.veil is None else {"sigma_px": self.veil[0], "strength": self.veil[1]},
         }
 
     @property
     def static(self) -> bool:
-        return self.motion == "static"
+        return self.motion == "static" and self.roll == 0
 
     def position(self, t_us: float) -> tuple[float, float]:
         if self._camera is not None:
             dx, dy = self._camera.camera_offset(t_us)
-            return self.start[0] + float(dx), self.start[1] + float(dy)
-        t = t_us * 1e-6
-        return self.start[0] + self.velocity[0] * t, self.start[1] + self.velocity[1] * t
+            x, y = self.start[0] + float(dx), self.start[1] + float(dy)
+        else:
+            t = t_us * 1e-6
+            x, y = self.start[0] + self.velocity[0] * t, self.start[1] + self.velocity[1] * t
+        if self.roll:  # the camera turns about its optical axis: the image turns about its centre
+            a = self.roll * t_us * 1e-6
+            cx, cy = (self.width - 1) / 2, (self.height - 1) / 2
+            c, s = math.cos(a), math.sin(a)
+            x, y = cx + c * (x - cx) - s * (y - cy), cy + s * (x - cx) + c * (y - cy)
+        return x, y
 
     def render(self, t_us: float, source: np.ndarray, flare: np.ndarray, brightness: float = 1.0) -> None:
         """Add the source and flare images at time t, at relative brightness A(t)."""
@@ -193,6 +247,8 @@ class LightSource:
         for g, k in self.ghosts:
             gx, gy = cx + k * (x - cx), cy + k * (y - cy)
             g.add_to(flare, gx - (g.w - 1) / 2, gy - (g.h - 1) / 2, scale)
+        if self.veil is not None:
+            flare += np.float32(scale * self.veil[1]) * _veil(self.veil[0], x, y, self.height, self.width)
 
     def brightness(self, t_us: np.ndarray) -> np.ndarray:
         return flicker(t_us, self.hz, self.waveform, self.depth, self.phase, self.shape)
@@ -205,14 +261,17 @@ class LightField:
     """
 
     def __init__(self, cfg: SynthConfig, width: int, height: int, rng: np.random.Generator,
-                 camera: _Camera, pan: bool, level: float) -> None:
-        """``camera`` moves world-fixed sources over a panning scene; ``level`` is the scene's mean intensity."""
+                 camera: _Camera, pan: bool, level: float, extra: np.random.Generator) -> None:
+        """``camera`` moves world-fixed sources over a panning scene; ``level`` is the scene's mean intensity;
+        ``extra`` draws the later factors (see :class:`LightSource`)."""
         self.width, self.height = width, height
         hz = float(choose(rng, cfg.flicker_hz))  # one mains grid per scene
         n = draw_int(rng, cfg.n_sources)
         # Lamps on different phases of a three-phase grid flicker out of step.
         phases = [float(rng.choice([0.0, 2 * np.pi / 3, 4 * np.pi / 3])) for _ in range(n)]
-        self.sources = [LightSource(cfg, width, height, rng, camera, pan, level, hz, ph) for ph in phases]
+        roll = math.radians(draw(extra, cfg.roll_deg_s)) * (1 if extra.random() < 0.5 else -1)
+        self.sources = [LightSource(cfg, width, height, rng, camera, pan, level, hz, ph, extra, roll)
+                        for ph in phases]
         self.support = np.zeros((height, width), bool)
         self._static: list[tuple[np.ndarray, np.ndarray]] | None = None
         if all(s.static for s in self.sources):

@@ -217,3 +217,24 @@ class StaticScene:
 
     def render(self, t_us: float) -> np.ndarray:
         return self.frame
+
+
+class GlobalLight:
+    """The scene's illumination over time: constant, or one smooth step (a light switched, an exposure
+    change) that every pixel of the scene sees at once. It is real signal: clean and noisy both carry it."""
+
+    def __init__(self, cfg: SynthConfig, rng: np.random.Generator, duration_us: int) -> None:
+        self.step: tuple[float, float, float] | None = None  # (log step, ramp µs, mid time µs)
+        if rng.random() < cfg.global_change_prob:
+            size = draw(rng, cfg.global_change) * (1 if rng.random() < 0.5 else -1)
+            self.step = (size, draw(rng, cfg.global_change_ramp_us), rng.uniform(0.2, 0.8) * duration_us)
+        self.params: dict[str, Any] = (
+            {} if self.step is None else dict(zip(("log_step", "ramp_us", "at_us"), self.step)))
+
+    def gain(self, t_us: float) -> float:
+        """Multiplier of the scene's intensity at t (a smoothstep in log intensity)."""
+        if self.step is None:
+            return 1.0
+        size, ramp, at = self.step
+        u = min(max((t_us - at) / max(ramp, 1.0) + 0.5, 0.0), 1.0)
+        return math.exp(size * u * u * (3 - 2 * u))
