@@ -17,7 +17,7 @@ include: "rules/common.smk"
 rule all:
     default_target: True
     input:
-        "results/model/model.pt",
+        MODEL,
         expand("results/denoised/{sample}.h5", sample=INFER + TEST),
         summary_outputs(),
 
@@ -30,3 +30,4 @@ include: "rules/predict.smk"
 include: "rules/decode.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/pretrained.smk"

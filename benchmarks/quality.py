@@ -202,7 +202,7 @@ def score_pairs(manifest: pd.DataFrame, model_path: Path, cfg: Mapping[str, Any]
         seg = Segments(windows, raw, label)
         pred = predict_voxels(model, encode_windows(raw, windows, spec), mode=mode, train_size=meta.get("train_size"),
                               device="cpu")
-        estimates = method_estimates(seg, pred, baselines=BASELINES, decodes=DECODES, spec=spec, **decode_kw)
+        estimates = method_estimates(seg, {"model": pred}, baselines=BASELINES, decodes=DECODES, spec=spec, **decode_kw)
         for method, est in {**estimates, "perfect": label}.items():
             df = file_metrics(est, label, windows)
             df.insert(0, "method", method)

@@ -4,6 +4,7 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
+from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL, read_card_facts
 from evdenoise.samples import SampleError, build_samples
 from evdenoise.train import TrainConfig
 
@@ -19,6 +20,12 @@ TEST = [n for n, s in SAMPLES.items() if s.split == "test"]
 INFER = [n for n, s in SAMPLES.items() if s.split == "infer"]
 FIGURE_SAMPLES = TEST[: config["evaluate"]["figures"]]
 GPU = config["resources"]["gpu"]
+# model.pretrained: the shipped model denoises and nothing is trained.
+PRETRAINED = config["model"].get("pretrained", False)
+MODEL = str(PRETRAINED_MODEL) if PRETRAINED else "results/model/model.pt"
+# The report also scores the shipped model on the same test files (when it is there and not the model itself).
+COMPARE_PRETRAINED = (config["evaluate"]["pretrained"] and not PRETRAINED and PRETRAINED_MODEL.is_file()
+                      and read_card_facts()["voxel"] == config["voxel"])
 
 
 wildcard_constraints:
@@ -36,7 +43,7 @@ def clean_of(wildcards):
 
 def summary_outputs():
     """Tables and figures of the default target (and so of the report)."""
-    figures = ["results/figures/training.png", "results/figures/resources.csv"]
+    figures = ["results/figures/resources.csv"] + ([] if PRETRAINED else ["results/figures/training.png"])
     if not TEST:
         return figures
     return figures + [
@@ -47,13 +54,18 @@ def summary_outputs():
     ]
 
 
+def init_weights_file():
+    init = config["train"].get("init")
+    return [] if not init else [str(PRETRAINED_MODEL) if init == "pretrained" else init]
+
+
 def as_json(obj):
     # Params as a canonical string: a changed setting changes the param and reruns the rule.
     return json.dumps(obj, sort_keys=True)
 
 
 def benchmark_files(wildcards):
-    files = ["results/benchmarks/train.tsv"]
+    files = [] if PRETRAINED else ["results/benchmarks/train.tsv"]
     if config["data"]["source"] == "synthetic":
         files.append("results/benchmarks/synthesize.tsv")
     for sample in TRAIN + VAL + TEST + INFER:
@@ -61,4 +73,6 @@ def benchmark_files(wildcards):
     for sample in TEST + INFER:
         files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
     files += [f"results/benchmarks/evaluate/{sample}.tsv" for sample in TEST]
+    if COMPARE_PRETRAINED:
+        files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]
     return files

@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         predicted="results/predicted/{sample}.h5",
+        pretrained=lambda w: [f"results/predicted_pretrained/{w.sample}.h5"] if COMPARE_PRETRAINED else [],
         segments="results/segments/{sample}.h5",
     output:
         "results/metrics/{sample}.csv",

@@ -3,7 +3,7 @@
 
 rule predict:
     input:
-        model="results/model/model.pt",
+        model=MODEL,
         voxels="results/voxels/{sample}.h5",
     output:
         "results/predicted/{sample}.h5",
@@ -22,3 +22,15 @@ rule predict:
         "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/predict.py"
+
+
+use rule predict as predict_pretrained with:
+    input:
+        model=str(PRETRAINED_MODEL),
+        voxels="results/voxels/{sample}.h5",
+    output:
+        "results/predicted_pretrained/{sample}.h5",
+    log:
+        "results/logs/predict_pretrained/{sample}.log",
+    benchmark:
+        "results/benchmarks/predict_pretrained/{sample}.tsv"

@@ -6,6 +6,8 @@ rule train:
     input:
         train=expand("results/voxels/{sample}.h5", sample=TRAIN),
         val=expand("results/voxels/{sample}.h5", sample=VAL),
+        # train.init: a change of the weights fine-tuning starts from reruns training
+        init=init_weights_file(),
     output:
         model="results/model/model.pt",
         history=report(
@@ -14,7 +16,7 @@ rule train:
             category="Training",
         ),
     params:
-        model=as_json(config["model"]),
+        model=as_json({k: v for k, v in config["model"].items() if k != "pretrained"}),
         train=as_json(config["train"]),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     log:

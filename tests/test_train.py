@@ -213,3 +213,48 @@ def test_ddp_two_cpu_processes_match_one_process(files: list[Path], tmp_path: Pa
     wa, wb = weights(tmp_path / "ddp" / "model.pt"), weights(tmp_path / "single" / "model.pt")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wb)
     assert load_checkpoint(tmp_path / "ddp" / "model.pt")["meta"]["world_size"] == 2
+
+
+def test_fine_tuning_starts_from_the_init_weights(files: list[Path], tmp_path: Path) -> None:
+    first = train({**BASE, "steps": 20, "val_every": 20}, TINY, files[:2], files[2:], tmp_path / "a", progress=False)
+    start, _ = load_model(first)
+    # Zero steps of learning (lr ~ 0) keep exactly the weights training started from.
+    tuned = train({**BASE, "steps": 1, "val_every": 1, "lr": 1e-12, "warmup": 0, "init": str(first)},
+                  {"name": "test_frozen"}, files[:2], files[2:], tmp_path / "b", progress=False)
+    model, meta = load_model(tuned)
+    assert meta["model"] == {"name": "test_tiny_conv", "in_channels": 1}  # the init model's architecture
+    for (name, a), b in zip(start.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-9), name
+    fresh, _ = load_model(train({**BASE, "steps": 1, "val_every": 1, "lr": 1e-12, "warmup": 0}, TINY, files[:2],
+                                files[2:], tmp_path / "c", progress=False))
+    assert not torch.equal(fresh.a.weight, model.a.weight)
+    with pytest.raises(ValueError, match="train.init.*voxels"):
+        other = write_pair_file(tmp_path / "other.h5", *voxel_pair(np.random.default_rng(1), (2, 2, 4, 8, 8)))
+        train({**BASE, "steps": 1, "init": str(first)}, TINY, [other], [], tmp_path / "d", progress=False)
+
+
+def test_model_file_from_another_version_is_a_clear_error(tmp_path: Path) -> None:
+    model = TinyConv(1)
+    meta = {"model": {"name": "test_tiny_conv", "in_channels": 1, "future_setting": 3}, "evdenoise_version": "9.0"}
+    save_model(tmp_path / "new.pt", model, meta)
+    with pytest.raises(ValueError, match=r"new.pt: made by evdenoise 9.0.*cannot build"):
+        load_model(tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    torch.save({**payload, "format_version": 99}, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match="newer.pt: model file format 99 is newer"):
+        load_model(tmp_path / "newer.pt")
+
+
+def test_fine_tuning_from_the_shipped_pretrained_model(tmp_path: Path) -> None:
+    from evdenoise.pretrained import MODEL_PATH
+
+    shipped, meta = load_model(MODEL_PATH)
+    rng = np.random.default_rng(0)
+    pair = voxel_pair(rng, (2, 2, 8, 32, 32))
+    vox = [write_pair_file(tmp_path / f"{i}.h5", *pair, assignment="bilinear") for i in range(2)]
+    tuned = train({**BASE, "patch": [32, 32], "steps": 1, "val_every": 1, "lr": 1e-12, "warmup": 0,
+                   "init": "pretrained"}, TINY, vox[:1], vox[1:], tmp_path / "run", progress=False)
+    model, tuned_meta = load_model(tuned)
+    assert tuned_meta["model"] == meta["model"]
+    for (name, a), b in zip(shipped.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name

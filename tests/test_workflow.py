@@ -208,3 +208,16 @@ def test_generic_cluster_executor_runs_jobs_as_separate_submissions(tmp_path: Pa
     assert len(submissions) == 4  # split and voxelize, for each of two files
     assert len({line.split()[0] for line in submissions}) == 4
     assert (wd / "results/voxels/synth_test_0001.h5").is_file()
+
+
+def test_pretrained_model_denoises_without_training(built: Path) -> None:
+    voxel = {"bins": 8, "channels": 2, "assignment": "bilinear"}  # the shipped model's
+    jobs = planned_jobs(built, model={"pretrained": True}, voxel=voxel)
+    assert "train" not in jobs and "training_curve" not in jobs
+    assert jobs.get("predict") == 2 and jobs.get("decode") == 2 and jobs.get("voxelize") == 5
+    # Fine-tuning reads the shipped weights: training reruns, from them.
+    jobs = planned_jobs(built, train={"init": "pretrained"}, voxel=voxel)
+    assert jobs.get("train") == 1
+    # With its voxel settings, the report also scores the shipped model on the same test files.
+    assert jobs.get("predict_pretrained") == 2
+    assert "predict_pretrained" not in planned_jobs(built, train={"steps": 7})  # other voxels: not comparable

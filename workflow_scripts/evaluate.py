@@ -7,7 +7,8 @@ from evdenoise.voxel import VoxelSpec
 
 with logged(snakemake.log[0]):
     ev, d = json.loads(snakemake.params.evaluate), json.loads(snakemake.params.decode)
-    evaluate_sample(snakemake.input.segments, snakemake.input.predicted, snakemake.output[0],
+    predicted = {"model": snakemake.input.predicted, **{"pretrained": p for p in snakemake.input.pretrained}}
+    evaluate_sample(snakemake.input.segments, predicted, snakemake.output[0],
                     sample=snakemake.wildcards.sample, baselines=ev["baselines"], decodes=ev["decodes"],
                     spec=VoxelSpec(**json.loads(snakemake.params.voxel)),
                     seed=d["seed"], keep_threshold=d["keep_threshold"])

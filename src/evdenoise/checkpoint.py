@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from . import __version__
 from .artifacts import voxel_meta
 from .events import atomic_path
 from .models import build_model
@@ -83,7 +84,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise ValueError(f"{path}: model file format {payload['format_version']} is newer than this "
                          f"evdenoise supports ({FORMAT_VERSION})")
     meta = payload["meta"]
-    model = build_model(meta["model"])
+    try:
+        model = build_model(meta["model"])
+    except ValueError as err:  # e.g. a setting a newer evdenoise added
+        raise ValueError(f"{path}: made by evdenoise {meta.get('evdenoise_version', '?')}, whose model this "
+                         f"evdenoise {__version__} cannot build ({err})") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:

@@ -74,14 +74,16 @@ def _h5s(paths: Sequence[str]) -> list[Path]:
 
 def _denoise(args: argparse.Namespace) -> None:
     from .denoise import denoise_dir, denoise_file
+    from .pretrained import require_model
 
+    model = args.model or require_model()
     kw = dict(decode=args.decode, mode=args.mode, batch_size=args.batch_size, device=args.device, seed=args.seed)
     if args.keep_threshold is not None:
         kw["keep_threshold"] = args.keep_threshold
     if Path(args.input).is_dir():
-        denoise_dir(args.input, args.output, args.model, **kw)
+        denoise_dir(args.input, args.output, model, **kw)
     else:
-        denoise_file(args.input, args.output, args.model, **kw)
+        denoise_file(args.input, args.output, model, **kw)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("denoise", help="denoise an event file, or every .h5 file of a folder")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="model file (default: the pretrained model shipped with evdenoise)")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -94,14 +94,14 @@ def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
 
-def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Sequence[str],
+def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baselines: Sequence[str],
                      decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
                      keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> dict[str, Events]:
     """The event streams every method produces for one file, keyed by method name.
 
     ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
-    that is the input itself, so it is left out); classical filters by name; ``model_<d>``: the
-    model's prediction decoded with ``d``.
+    that is the input itself, so it is left out); classical filters by name; ``<name>_<d>``: the
+    prediction ``preds[name]`` (e.g. ``model``, ``pretrained``) decoded with ``d``.
     """
     from .filters import apply_filter
 
@@ -116,17 +116,20 @@ def method_estimates(seg: Segments, pred: np.ndarray | None, *, baselines: Seque
                     out[f"roundtrip_{d}"] = decode_windows(vox, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
         else:
             out[name] = apply_filter(name, seg.raw)
-    if pred is not None:
+    for name, pred in preds.items():
         for d in decodes:
-            out[f"model_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
-                                               keep_threshold=keep_threshold)
+            out[f"{name}_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
+                                                keep_threshold=keep_threshold)
     return out
 
 
-def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLike, *, sample: str,
+def evaluate_sample(segments: PathLike, predicted: Mapping[str, PathLike], out: PathLike, *, sample: str,
                     baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> pd.DataFrame:
-    """Per-window metrics of every method against the clean events of one file; written as CSV."""
+    """Per-window metrics of every method against the clean events of one file; written as CSV.
+
+    ``predicted`` maps a method name (``model``, ``pretrained``) to its predicted voxel file.
+    """
     from .evaluate import write_csv
     from .metrics import file_metrics
 
@@ -134,8 +137,8 @@ def evaluate_sample(segments: PathLike, predicted: PathLike | None, out: PathLik
     if seg.label is None:
         raise ValueError(f"{segments}: no clean events to evaluate against")
     frames = []
-    pred = read_voxels(predicted, "pred") if predicted is not None else None
-    for method, est in method_estimates(seg, pred, baselines=baselines, decodes=decodes,
+    preds = {name: read_voxels(path, "pred") for name, path in predicted.items()}
+    for method, est in method_estimates(seg, preds, baselines=baselines, decodes=decodes,
                                         spec=spec, seed=seed, keep_threshold=keep_threshold).items():
         df = file_metrics(est, seg.label, seg.windows)
         df.insert(0, "method", method)

@@ -78,6 +78,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps | cuda:N
     num_workers: int = 0  # DataLoader worker processes
     threads: int | None = None  # torch.set_num_threads; None = leave as is
+    init: str | None = None  # start from these weights: "pretrained" (the shipped model) or a model file
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -112,6 +113,8 @@ class TrainConfig:
             raise bad("amp", "must be true, false or auto")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise bad("threads", "must be an integer >= 1 or null")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise bad("init", "must be 'pretrained', a model file or null")
         if not isinstance(self.augment, Augment):
             raise bad("augment", "must be an Augment")
 
@@ -281,6 +284,29 @@ def _tensorboard(out_dir: Path) -> Any:
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
+def _init_weights(init: str | None, model_cfg: dict[str, Any], voxel: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None, str | None]:
+    """(model config, weights, their file's sha256) to start from: the init model's own, or none.
+
+    Fine-tuning keeps the init model's architecture (its weights fit nothing else); its voxel settings
+    must be the data's, since the weights read voxels made that way.
+    """
+    if init is None:
+        return model_cfg, None, None
+    from .checkpoint import file_sha256
+    from .pretrained import require_model
+
+    path = require_model() if init == "pretrained" else Path(init)
+    payload = load_checkpoint(path)
+    meta = payload.get("meta", {})
+    if meta.get("voxel") != dict(voxel):
+        raise ValueError(f"train.init: {path} was trained on voxels {meta.get('voxel')}, the data has {dict(voxel)}")
+    if {k: v for k, v in model_cfg.items() if k != "in_channels"} != {
+            k: v for k, v in meta["model"].items() if k != "in_channels"}:
+        log.info("train.init: fine-tuning %s's model %s (the config's model section is not used)", path, meta["model"])
+    return dict(meta["model"]), payload["state_dict"], file_sha256(path)
+
+
 # ----------------------------------------------------------------------------------- train
 def train(cfg: TrainConfig | Mapping[str, Any], model_cfg: Mapping[str, Any], train_files: Sequence[Path],
           val_files: Sequence[Path], out_dir: Path, *, extra_meta: Mapping[str, Any] | None = None,
@@ -314,10 +340,11 @@ def train(cfg: TrainConfig | Mapping[str, Any], model_cfg: Mapping[str, Any], tr
 def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path], val_files: list[Path],
            out_dir: Path, extra_meta: dict[str, Any], progress: bool, ranks: _Dist, device: torch.device) -> Path:
     settings = voxel_settings(train_files + val_files)
+    model_cfg, init_state, init_sha = _init_weights(cfg.init, model_cfg, settings["voxel"])
     channels = settings["voxel"]["channels"]
     if model_cfg.setdefault("in_channels", channels) != channels:
         raise ValueError(f"model in_channels={model_cfg['in_channels']} but the voxel files have {channels} channel(s)")
-    data = {"train": data_hash(train_files), "val": data_hash(val_files) if val_files else None}
+    data = {"train": data_hash(train_files), "val": data_hash(val_files) if val_files else None, "init": init_sha}
     hashed = {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL}
     chash = config_hash(hashed, model_cfg, data, ranks.world)
 
@@ -343,7 +370,10 @@ def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path],
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
 
     torch.manual_seed(cfg.seed)
-    module = build_model(model_cfg).to(device)
+    module = build_model(model_cfg)
+    if init_state is not None:
+        module.load_state_dict(init_state)
+    module = module.to(device)
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"model {model_cfg['name']!r} has no trainable parameters")

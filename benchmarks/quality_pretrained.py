@@ -1,0 +1,284 @@
+"""Quality of the shipped pretrained model on held-out data drawn outside its training ranges, in one run.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/quality_pretrained.py [--files 1] [--baseline results/model/model.pt]
+
+Held-out groups: six flare kinds (``KINDS``), each pushing its own factor past the training range of
+``config/pretrained.yaml``, at three sensor sizes (346x260, 640x480, and 1280x720, a size never trained on),
+plus synthetic flare on the real recordings of ``../shared/data/real`` (never trained on). Every held-out
+file also flickers at 90 or 180 Hz, frequencies the training never drew (``HELDOUT_BASE``). Each file is
+denoised exactly as ``evdenoise denoise`` does it (``denoise_events`` with its defaults) and scored:
+
+- share of flare events removed (noisy events not in the clean stream) and of clean events kept (noisy
+  events that are in it), counted event by event on the input;
+- E-Deflare's eight metrics per 20 ms window for raw input, every classical filter and the model(s);
+- the share of events kept on the flare-free real recordings; before/after pictures; seconds per file.
+
+``--baseline`` adds another model file (e.g. the one ``make run`` trains) to every table, denoised and timed
+side by side. Writes ``benchmarks/quality_pretrained.md``, pictures under ``benchmarks/quality_pretrained/``
+and the model card's quality section. Generated data is kept under ``--work``, in folders named by a hash of
+their generator settings, so a rerun with other settings never reuses stale files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import torch
+
+from evdenoise.checkpoint import config_hash, load_checkpoint
+from evdenoise.denoise import denoise_events
+from evdenoise.events import Events
+from evdenoise.filters import apply_filter
+from evdenoise.metrics import BENCHMARK_COLUMNS, file_metrics
+from evdenoise.plot import plot_events
+from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, write_card
+from evdenoise.synth import SynthConfig, not_in, synthesize
+from quality import FILTERS, REAL_DIR, REAL_FILES, compact, read_pair, summarize, wins
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = ((346, 260), (640, 480), (1280, 720))
+HELDOUT_BASE: dict[str, Any] = {"flicker_hz": (90.0, 180.0)}  # training drew 50, 60, 100, 120, 144 Hz
+# Per kind: the generator settings past the training ranges (training range in the comment).
+KINDS: dict[str, dict[str, Any]] = {
+    "halo": {"streak_count": (0, 0), "ghost_count": (0, 0), "veil_prob": 0.0,
+             "halo_radius": (0.35, 0.45), "halo_strength": (0.25, 0.35)},  # radius <= 0.35, strength <= 0.25
+    "starburst": {"streak_count": (33, 40), "streak_length": (1.0, 1.2),  # <= 32 rays of <= 1.0 diagonal
+                  "streak_strength": (0.15, 0.2), "halo_radius": (0.08, 0.15)},  # strength <= 0.15
+    "ghosts": {"ghost_count": (11, 14), "ghost_chain_prob": 1.0, "ghost_strength": (0.03, 0.05)},  # <= 10, 0.03
+    "moving": {"source_moving_prob": 1.0, "source_world_prob": 0.0, "source_speed": (2.0, 3.0),  # <= 2.0
+               "roll_deg_s": (45.0, 60.0)},  # <= 45 deg/s
+    "dc": {"dc_prob": 1.0, "n_sources": (2, 3), "source_moving_prob": 1.0, "source_speed": (0.5, 2.0),
+           "source_enter_prob": 0.5},  # every source DC (training: 15 %)
+    "global_change": {"global_change_prob": 1.0, "global_change": (1.0, 1.5)},  # step <= 1.0 in log intensity
+}
+SEED = 5000  # the training files use seed 1000
+
+log = logging.getLogger("quality_pretrained")
+
+
+def groups(train_params: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], bool]]:
+    """Group name -> (generator settings, real backgrounds?)."""
+    out = {}
+    for kind, over in KINDS.items():
+        for w, h in SIZES:
+            out[f"{kind} {w}x{h}"] = ({**train_params, **HELDOUT_BASE, **over, "sizes": [[w, h]]}, False)
+    out["real backgrounds"] = ({**train_params, **HELDOUT_BASE, "real_background_prob": 1.0, "sizes": []}, True)
+    return out
+
+
+def heldout_data(work: Path, train_params: Mapping[str, Any], files: int) -> pd.DataFrame:
+    """Generate every group (folders keyed by their settings' hash); one manifest with ``group``/``root``."""
+    frames = []
+    for i, (group, (params, real)) in enumerate(groups(train_params).items()):
+        cfg = SynthConfig.from_dict(params)
+        backgrounds = [REAL_DIR / f for f in REAL_FILES] if real else []
+        root = work / "heldout" / f"{group.replace(' ', '_')}-{config_hash(cfg.to_dict(), files, SEED + i)}"
+        if not (root / "manifest.csv").exists():
+            synthesize(root, counts={"heldout": files}, cfg=cfg, seed=SEED + i, backgrounds=backgrounds)
+        m = pd.read_csv(root / "manifest.csv")
+        m["group"], m["root"] = group, str(root)
+        frames.append(m)
+    return pd.concat(frames, ignore_index=True)
+
+
+def kept_shares(raw: Events, label: Events, out: Events) -> dict[str, float]:
+    """Share of the input's flare events removed and of its clean events kept, event by event."""
+    flare = not_in(raw, label)
+    kept = ~not_in(raw, out)
+    return {"flare_removed": float(1 - kept[flare].mean()) if flare.any() else float("nan"),
+            "clean_kept": float(kept[~flare].mean()) if (~flare).any() else float("nan"),
+            "flare_share": float(flare.mean())}
+
+
+def score_file(row: pd.Series, models: Mapping[str, Path]) -> tuple[list[pd.DataFrame], list[dict[str, Any]],
+                                                                   dict[str, Events]]:
+    """Per-window metrics of every method, shares and seconds per model, and every method's output."""
+    raw, label, windows = read_pair(row, {})
+    outputs: dict[str, Events] = {"raw": raw}
+    shares = []
+    for name, path in models.items():
+        started = time.perf_counter()
+        outputs[name] = denoise_events(raw, path, device="cpu")
+        seconds = time.perf_counter() - started
+        shares.append({"group": row["group"], "file": row["name"], "model": name, "seconds": seconds,
+                       "size": f"{raw.width}x{raw.height}", "events": len(raw),
+                       **kept_shares(raw, label, outputs[name])})
+    outputs.update({f: apply_filter(f, raw) for f in FILTERS}, perfect=label)
+    frames = []
+    for method, est in outputs.items():
+        df = file_metrics(est, label, windows)
+        df.insert(0, "method", method)
+        df.insert(0, "file", row["name"])
+        df.insert(0, "group", row["group"])
+        frames.append(df)
+    return frames, shares, {**outputs, "clean": label}  # "clean" only for the pictures
+
+
+def picture(outputs: Mapping[str, Events], models: Mapping[str, Path], png: Path) -> None:
+    names = ["raw", "clean", *models]
+    plot_events([outputs[n] for n in names], ["noisy input", "clean (truth)", *models], png, windows=True,
+                max_windows=2, dpi=55)
+
+
+def score_all(manifest: pd.DataFrame, models: Mapping[str, Path], pictures: Path
+              ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    frames, shares, pngs = [], [], {}
+    first = read_pair(manifest.iloc[0], {})[0]
+    for path in models.values():  # compile the numba kernels before anything is timed
+        denoise_events(first.select(slice(0, 1000)), path, device="cpu")
+    for _, row in manifest.iterrows():
+        log.info("%s: %s", row["group"], row["name"])
+        f, s, outputs = score_file(row, models)
+        frames += f
+        shares += s
+        if row["group"] not in pngs and ("640x480" in row["group"] or row["group"] == "real backgrounds"):
+            png = pictures / f"{row['group'].replace(' ', '_')}.png"
+            picture(outputs, models, png)
+            pngs[row["group"]] = png.relative_to(ROOT / "benchmarks").as_posix()
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(shares), pngs
+
+
+def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str, Path]) -> str:
+    """One row per group and model: shares removed / kept, and the metrics won against raw and every filter."""
+    lines = ["| group | files | flare share | model | flare removed | clean kept | metrics won (of 8) "
+             "| Chamfer | MSE | PMSE4 | T-F1 |", "|" + "---|" * 11]
+    for group, g in scores.groupby("group", sort=False):
+        summary = summarize(g)
+        for name in models:
+            s = shares[(shares["group"] == group) & (shares["model"] == name)]
+            won = sum(wins(summary, name).values())
+            rel = summary["rel"].loc[name]
+            lines.append(f"| {group} | {len(s)} | {s['flare_share'].mean():.0%} | {name} "
+                         f"| {s['flare_removed'].mean():.1%} | {s['clean_kept'].mean():.1%} | {won} "
+                         f"| {rel['chamfer']:+.0f}% | {rel['mse']:+.0f}% | {rel['pmse4']:+.0f}% | {rel['t_f1']:+.0f}% |")
+    return "\n".join(lines)
+
+
+def real_table(models: Mapping[str, Path]) -> str:
+    lines = ["| recording | events | " + " | ".join(f"{n} kept" for n in models) + " |", "|" + "---|" * (2 + len(models))]
+    for name in REAL_FILES:
+        ev = read_pair(pd.Series({"root": REAL_DIR, "noisy": name, "clean": name}), {})[0]
+        kept = [len(denoise_events(ev, p, device="cpu")) / len(ev) for p in models.values()]
+        lines.append(f"| {name} | {len(ev):,} | " + " | ".join(f"{k:.1%}" for k in kept) + " |")
+    return "\n".join(lines)
+
+
+def timing_table(shares: pd.DataFrame) -> str:
+    t = shares.groupby(["size", "model"])["seconds"].mean().unstack("model")
+    lines = ["| sensor | " + " | ".join(f"{m} (s per 100 ms file)" for m in t.columns) + " |",
+             "|" + "---|" * (1 + len(t.columns))]
+    lines += [f"| {size} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for size, row in t.iterrows()]
+    return "\n".join(lines)
+
+
+# E-DeflareNet's relative change vs raw on E-Deflare: the pooled targets of issue 19.
+TARGET_MARGIN = {"chamfer": -67, "mse": -85, "pmse2": -87, "pmse4": -87}
+
+
+def targets(scores: pd.DataFrame, shares: pd.DataFrame, name: str) -> list[str]:
+    """Each target of the pretrained model, met or not, with the measured value."""
+    s = shares[shares["model"] == name].groupby("group", sort=False)[["flare_removed", "clean_kept"]].mean()
+    pooled = summarize(scores)
+    rel = pooled["rel"].loc[name]
+    worst_removed, worst_kept = s["flare_removed"].idxmin(), s["clean_kept"].idxmin()
+    won = wins(pooled, name)
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return [
+        f"- every group >= 90 % of flare removed: {mark(s['flare_removed'].min() >= 0.9)} "
+        f"(lowest {s['flare_removed'].min():.1%}, {worst_removed})",
+        f"- every group >= 98 % of clean events kept: {mark(s['clean_kept'].min() >= 0.98)} "
+        f"(lowest {s['clean_kept'].min():.1%}, {worst_kept})",
+        *(f"- pooled {c} <= {t} % vs raw: {mark(rel[c] <= t)} ({rel[c]:+.1f} %)" for c, t in TARGET_MARGIN.items()),
+        f"- pooled, better than raw and every filter on all 8 metrics: {mark(all(won.values()))} "
+        f"({sum(won.values())} of 8)",
+    ]
+
+
+def heldout_definition(train_params: Mapping[str, Any]) -> str:
+    lines = ["| kind | held-out settings | training range |", "|---|---|---|"]
+    for kind, over in {"all files": HELDOUT_BASE, **KINDS}.items():
+        held = ", ".join(f"{k}={json.dumps(v)}" for k, v in over.items())
+        trained = ", ".join(f"{k}={json.dumps(train_params.get(k, getattr(SynthConfig(), k)))}" for k in over)
+        lines.append(f"| {kind} | {held} | {trained} |")
+    return "\n".join(lines)
+
+
+def model_facts(path: Path) -> dict[str, Any]:
+    """The card's facts of the shipped model, or the same facts read from another model file."""
+    if path.resolve() == MODEL_PATH and CARD_PATH.is_file():
+        return read_card_facts()
+    meta = load_checkpoint(path)["meta"]
+    return {**card_facts(meta, pd.DataFrame(meta["history"])), "commit": "unknown"}
+
+
+def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], models: Mapping[str, Path],
+           train_params: Mapping[str, Any], files: int) -> tuple[str, str]:
+    """(the whole markdown page, the part that goes into the model card)."""
+    facts = model_facts(models["pretrained"])
+    pooled = summarize(scores)
+    header = ("| method | " + " | ".join(BENCHMARK_COLUMNS) + " |\n|" + "---|" * (1 + len(BENCHMARK_COLUMNS)))
+    card = "\n".join([
+        f"Held-out set: {scores['group'].nunique()} groups x {files} file(s), generator settings outside the "
+        "training ranges (`benchmarks/quality_pretrained.md`).", "",
+        group_table(scores, shares, models), "",
+        "Pooled over every held-out window (change vs raw input):", "", header,
+        *compact(pooled, "pretrained"),
+        *(line for name in list(models)[1:] for line in compact(pooled, name)
+          if line.startswith((f"| {name} ", "| wins"))), "",
+        "Targets (issue 19):", *targets(scores, shares, "pretrained"),
+    ])
+    page = "\n".join([
+        "# Pretrained model: quality on held-out data",
+        "",
+        f"Made by `.venv/bin/python benchmarks/quality_pretrained.py --files {files}"
+        + (" --baseline ..." if len(models) > 1 else "") + "`; model trained at commit "
+        f"`{facts['commit']}` ({facts['steps']} steps, {facts['train_seconds'] / 3600:.2f} h). "
+        "Flare removed: share of the noisy events that are not in the clean stream which the model drops; clean "
+        "kept: share of the noisy events that are in the clean stream which it keeps. Metrics: E-Deflare's, per "
+        "20 ms window; 'metrics won' counts those where the model beats raw input and every classical filter.",
+        "", "## Held-out groups", "", heldout_definition(train_params), "",
+        "## Results", "", card, "",
+        "## Flare-free real recordings: share of events kept", "", real_table(models), "",
+        "## Time per 100 ms file (CPU, this machine, one run)", "", timing_table(shares), "",
+        "## Pictures (first file of each 640x480 group and the real backgrounds)", "",
+        *(f"### {g}\n\n![{g}]({p})\n" for g, p in pngs.items()),
+    ])
+    return page, card
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "results" / "quality_pretrained")
+    ap.add_argument("--model", type=Path, default=MODEL_PATH)
+    ap.add_argument("--baseline", type=Path, help="another model file to compare (e.g. results/model/model.pt)")
+    ap.add_argument("--files", type=int, default=1, help="files per held-out group")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    cfg = load_config(ROOT / "config" / "pretrained.yaml")
+    models = {"pretrained": args.model, **({"baseline": args.baseline} if args.baseline else {})}
+    manifest = heldout_data(args.work, cfg["data"]["params"], args.files)
+    pictures = ROOT / "benchmarks" / "quality_pretrained"
+    scores, shares, pngs = score_all(manifest, models, pictures)
+    scores.to_csv(args.work / "scores.csv", index=False)
+    shares.to_csv(args.work / "shares.csv", index=False)
+    page, card = report(scores, shares, pngs, models, cfg["data"]["params"], args.files)
+    (ROOT / "benchmarks" / "quality_pretrained.md").write_text(page)
+    if args.model.resolve() == MODEL_PATH:
+        write_card(CARD_PATH, model_facts(args.model), cfg, quality=card)
+    print(page)
+
+
+if __name__ == "__main__":
+    main()

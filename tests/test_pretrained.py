@@ -1,0 +1,49 @@
+"""The pretrained model shipped in the package: it loads, its card states its own facts, and it denoises
+real recordings (no flare) without deleting them, from the command line without --model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evdenoise.checkpoint import load_checkpoint, load_model
+from evdenoise.cli import main
+from evdenoise.events import read_events
+from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, require_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_model_loads_weights_only_and_is_small() -> None:
+    model, meta = load_model(MODEL_PATH)
+    assert MODEL_PATH.stat().st_size < 20e6
+    assert meta["voxel"] == {"bins": 8, "channels": 2, "assignment": "bilinear"}
+    assert meta["model"]["context_dilations"] and meta["decode"] == "mask"
+    assert not model.training
+
+
+def test_card_states_the_model_files_own_facts() -> None:
+    meta = load_checkpoint(MODEL_PATH)["meta"]
+    facts = read_card_facts(CARD_PATH)
+    assert {k: v for k, v in facts.items() if k != "commit"} == card_facts(meta, pd.DataFrame(meta["history"]))
+    assert facts["commit"] != "unknown"
+    text = CARD_PATH.read_text()
+    for needle in ("snakemake --cores 2 pretrained", "## Quality", "streak_length"):
+        assert needle in text, needle
+    # The card's data ranges are the ones the rebuild uses.
+    cfg = load_config(REPO / "config" / "pretrained.yaml")
+    assert meta["train"]["steps"] == cfg["train"]["steps"] and meta["model"]["f_maps"] == cfg["model"]["f_maps"]
+
+
+@pytest.mark.parametrize("name", ["dvxplorer_320x240_person.h5", "prophesee_640x480_spinner.h5"])
+def test_denoise_without_model_keeps_flare_free_real_recordings(tmp_path: Path, real_dir: Path, name: str) -> None:
+    out = tmp_path / "out.h5"
+    assert main(["denoise", str(real_dir / name), str(out)]) == 0
+    kept, given = len(read_events(out)), len(read_events(real_dir / name))
+    assert 0.95 * given <= kept <= given
+
+
+def test_missing_pretrained_file_says_how_to_rebuild(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="snakemake --cores 2 pretrained"):
+        require_model(tmp_path / "model.pt")

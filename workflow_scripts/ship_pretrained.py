@@ -1,0 +1,11 @@
+"""Snakemake glue for rule pretrained (see evdenoise.pretrained.ship)."""
+import json
+from pathlib import Path
+
+from evdenoise.pretrained import git_commit, ship
+from evdenoise.runlog import logged
+
+with logged(snakemake.log[0]):
+    facts = ship(snakemake.input.model, snakemake.input.history, json.loads(snakemake.params.config),
+                 snakemake.params.dest, git_commit(snakemake.params.repo))
+    Path(snakemake.output[0]).write_text(json.dumps(facts, indent=1, sort_keys=True))
