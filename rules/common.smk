@@ -4,7 +4,10 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL, read_card_facts
+from evdenoise.pretrained import HERE as PRETRAINED_DIR
+from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL
+from evdenoise.pretrained import load_config as load_pretrained_config
+from evdenoise.pretrained import read_card_facts
 from evdenoise.samples import SampleError, build_samples
 from evdenoise.train import TrainConfig
 
@@ -76,3 +79,20 @@ def benchmark_files(wildcards):
     if COMPARE_PRETRAINED:
         files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]
     return files
+
+
+# The shipped model's rebuild (rules/pretrained.smk): its own config, independent of this one's data and model.
+PRE = load_pretrained_config(os.path.join(workflow.basedir, "config", "pretrained.yaml"))
+PRE_ROOT = PRE["data"]["root"]
+PRE_NAMES = {
+    split: [f"synth_{split}_{i:04d}" for i in range(PRE["data"]["counts"][split])] for split in ("train", "val")
+}
+
+
+wildcard_constraints:
+    split="train|val",
+
+
+def pre_pair(split, name, role):
+    suffix = "noisy/{}_bg_flare.h5" if role == "noisy" else "clean/{}_bg_light.h5"
+    return f"{PRE_ROOT}/{split}/{suffix.format(name)}"

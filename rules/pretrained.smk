@@ -1,22 +1,6 @@
 # The shipped pretrained model, rebuilt from nothing: `snakemake pretrained` synthesizes the broad training
 # set of config/pretrained.yaml, splits and voxelizes it per file, trains, and copies the model and its card
 # into src/evdenoise/pretrained/ (commit them). Independent of config/config.yaml's data and model.
-from evdenoise.pretrained import HERE as PRETRAINED_DIR, load_config as load_pretrained_config
-
-PRE = load_pretrained_config(os.path.join(workflow.basedir, "config", "pretrained.yaml"))
-PRE_ROOT = PRE["data"]["root"]
-PRE_NAMES = {
-    split: [f"synth_{split}_{i:04d}" for i in range(PRE["data"]["counts"][split])] for split in ("train", "val")
-}
-
-
-wildcard_constraints:
-    split="train|val",
-
-
-def pre_pair(split, name, role):
-    suffix = "noisy/{}_bg_flare.h5" if role == "noisy" else "clean/{}_bg_light.h5"
-    return f"{PRE_ROOT}/{split}/{suffix.format(name)}"
 
 
 rule pretrained_synthesize:

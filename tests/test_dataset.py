@@ -68,6 +68,18 @@ def test_crops_are_deterministic_picklable_and_seeded(tmp_path: Path) -> None:
     assert all(r.shape[-2:] == (6, 10) for r, _ in first)
 
 
+def test_cached_windows_give_the_same_crops_and_are_not_changed(tmp_path: Path) -> None:
+    f = cubed_file(tmp_path)
+    plain, cached = RandomCrops([f], (6, 10), 32, seed=3), RandomCrops([f], (6, 10), 32, seed=3, cache=True)
+    for _ in range(2):  # the second pass reads the cache only
+        for i in range(32):
+            a, b = plain[i], cached[i]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            b[0].add_(100)  # a consumer writing into its batch must not reach the cache
+    assert len(cached.data._cache) == len(cached.data)
+    assert not pickle.loads(pickle.dumps(cached)).data._cache  # workers start with an empty cache
+
+
 def test_workers_give_the_same_batches(tmp_path: Path) -> None:
     f = cubed_file(tmp_path)
     ds = RandomCrops([f], (8, 8), 24, seed=0)

@@ -64,8 +64,11 @@ def augment(raw: np.ndarray, label: np.ndarray, aug: Augment, rng: np.random.Gen
 class _VoxelFiles:
     """Window-level access to the ``raw``/``label`` pairs of many voxel files, opened lazily."""
 
-    def __init__(self, files: Sequence[str | os.PathLike]) -> None:
+    def __init__(self, files: Sequence[str | os.PathLike], cache: bool = False) -> None:
         self.files = [Path(f) for f in files]
+        # Decompressed windows kept in memory: a gzip-compressed 640x480 window pair takes ~0.1-1 s to read,
+        # longer than a training step's compute; ~40 MB each in RAM.
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         if not self.files:
             raise ValueError("no voxel files given")
         counts = []
@@ -90,7 +93,7 @@ class _VoxelFiles:
         return int(self.offsets[-1])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_handles": None, "_pid": -1}
+        return {**self.__dict__, "_handles": None, "_pid": -1, "_cache": None if self._cache is None else {}}
 
     def locate(self, index: int) -> tuple[int, int]:
         """(file number, window number) of global window ``index``."""
@@ -98,6 +101,13 @@ class _VoxelFiles:
         return f, int(index - self.offsets[f])
 
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None:
+            if index not in self._cache:
+                self._cache[index] = self._read(index)
+            return self._cache[index]
+        return self._read(index)
+
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         # A forked worker inherits the parent's handles; h5py handles must not cross processes.
         if self._pid != os.getpid():
             self._handles = [open_h5(f) for f in self.files]
@@ -117,8 +127,8 @@ class RandomCrops(Dataset):
     """
 
     def __init__(self, files: Sequence[str | os.PathLike], patch: tuple[int, int], length: int, *,
-                 seed: int = 0, aug: Augment = Augment(), changed_crop_p: float = 0.5) -> None:
-        self.data = _VoxelFiles(files)
+                 seed: int = 0, aug: Augment = Augment(), changed_crop_p: float = 0.5, cache: bool = False) -> None:
+        self.data = _VoxelFiles(files, cache)
         self.patch = (int(patch[0]), int(patch[1]))
         self.length = int(length)
         self.seed = int(seed)

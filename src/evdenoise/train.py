@@ -46,7 +46,7 @@ SCHEDULES = ("cosine", "plateau", "none")
 LOSSES = ("mse", "l1", "huber", "keep_bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Settings that change speed but never results: left out of the resume hash.
-_RESULT_NEUTRAL = ("num_workers", "threads")
+_RESULT_NEUTRAL = ("num_workers", "threads", "cache_windows")
 HISTORY_COLUMNS = ("step", "train_loss", "val_loss", "lr", "seconds")
 
 
@@ -78,6 +78,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps | cuda:N
     num_workers: int = 0  # DataLoader worker processes
     threads: int | None = None  # torch.set_num_threads; None = leave as is
+    cache_windows: bool = False  # keep decompressed training windows in memory (large frames: IO-bound steps)
     init: str | None = None  # start from these weights: "pretrained" (the shipped model) or a model file
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class TrainConfig:
             raise bad("amp", "must be true, false or auto")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise bad("threads", "must be an integer >= 1 or null")
+        if not isinstance(self.cache_windows, bool):
+            raise bad("cache_windows", "must be true or false")
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise bad("init", "must be 'pretrained', a model file or null")
         if not isinstance(self.augment, Augment):
@@ -414,7 +417,7 @@ def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path],
     }
 
     crops = RandomCrops(train_files, cfg.patch, cfg.steps * cfg.batch_size * ranks.world, seed=cfg.seed,
-                        aug=cfg.augment, changed_crop_p=cfg.changed_crop_p)
+                        aug=cfg.augment, changed_crop_p=cfg.changed_crop_p, cache=cfg.cache_windows)
     loader = DataLoader(crops, batch_size=cfg.batch_size,
                         sampler=StepSampler(step, cfg.steps, cfg.batch_size, ranks.rank, ranks.world),
                         num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
