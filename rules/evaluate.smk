@@ -19,6 +19,7 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=30,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -49,6 +50,7 @@ rule summarize:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -83,6 +85,7 @@ rule sample_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
