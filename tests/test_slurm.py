@@ -6,6 +6,7 @@ The cluster installs slurm-wlm and munge with apt-get when they are missing, so 
 """
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shutil
@@ -137,3 +138,29 @@ def test_tiny_workflow_and_report_run_as_slurm_jobs_sized_by_the_config(cluster:
     assert {sizes(r) for r in jobs["evaluate"]} == {("cpu", "1", "4000M", "00:30:00", None)}
     for rule in jobs.keys() - {"train", "predict"}:
         assert {(r["Partition"], r.get("TresPerJob")) for r in jobs[rule]} == {("cpu", None)}, rule
+
+
+def test_job_that_slurm_ends_fails_the_run_instead_of_hanging(cluster: dict, tmp_path: Path) -> None:
+    # The job is cancelled as soon as Slurm has it: the run must stop with the job's Slurm state, well within
+    # the timeout that would otherwise kill a hung executor (no retry, to keep the test short).
+    wd = make_workdir(tmp_path)
+    (wd / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": RESOURCES}))
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def cancel_everything() -> None:
+        while not stop.wait(1):
+            subprocess.run(["scancel", "--user", getpass.getuser()], env=cluster, capture_output=True)
+
+    canceller = threading.Thread(target=cancel_everything, daemon=True)
+    canceller.start()
+    try:
+        proc = smk_slurm(wd, cluster, "--retries", "0", "results/segments/synth_test_0000.h5")
+    finally:
+        stop.set()
+        canceller.join()
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode not in (0, 124, 137), out[-3000:]
+    assert "SLURM status is: 'CANCELLED'" in out
+    assert elapsed < 90, f"the run took {elapsed:.0f} s to notice its cancelled job"
