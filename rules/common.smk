@@ -100,7 +100,7 @@ def check_slurm_requests():
     rules = [r for r in workflow.rules if "slurm_partition" in r.resources]
     cores = workflow.resource_settings.cores
     requests = [sized_request(r) for r in rules]
-    problems = [f"rule {q.rule}: {q.keys['threads']}={q.threads} is capped by --cores {cores} "
+    problems = [f"{q.keys['threads']}={q.threads} of {q.rule} is capped by --cores {cores} "
                 "(run the Slurm profile with --workflow-profile none)"
                 for q in requests if cores is not None and q.threads > cores]
     try:
@@ -111,8 +111,3 @@ def check_slurm_requests():
     if problems:
         raise WorkflowError("cluster request that cannot be met (config/config.yaml, resources):\n  "
                             + "\n  ".join(problems))
-
-
-onstart:
-    if workflow.executor_plugin.name == "slurm":
-        check_slurm_requests()
