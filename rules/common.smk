@@ -104,10 +104,12 @@ def check_slurm_requests():
                 "(run the Slurm profile with --workflow-profile none)"
                 for q in requests if cores is not None and q.threads > cores]
     try:
-        sinfo = subprocess.run(SINFO_ARGS, capture_output=True, text=True, check=True, timeout=60).stdout
+        sinfo = subprocess.run(SINFO_ARGS, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as err:
         raise WorkflowError(f"cannot read the Slurm nodes with {' '.join(SINFO_ARGS)}: {err}")
-    problems += request_problems(requests, parse_sinfo(sinfo))
+    if sinfo.returncode != 0:
+        raise WorkflowError(f"cannot read the Slurm nodes with {' '.join(SINFO_ARGS)}: {sinfo.stderr.strip()}")
+    problems += request_problems(requests, parse_sinfo(sinfo.stdout))
     if problems:
         raise WorkflowError("cluster request that cannot be met (config/config.yaml, resources):\n  "
                             + "\n  ".join(problems))

@@ -80,6 +80,8 @@ SelectTypeParameters=CR_CPU_Memory
 GresTypes=gpu
 MpiDefault=none
 ReturnToService=2
+# A busy test machine can starve the daemons for more than the default 10 s.
+MessageTimeout=60
 # squeue keeps finished jobs this long: the status command of profiles/slurm needs them
 MinJobAge=300
 SchedulerParameters=sched_interval=2
