@@ -106,7 +106,8 @@ def test_request_no_node_can_meet_stops_before_any_submission(cluster: dict, tmp
     out = proc.stdout + proc.stderr
     assert proc.returncode not in (0, 124, 137), out[-3000:]
     cpus = len(os.sched_getaffinity(0))  # what cluster.sh gives the node (nproc)
-    assert f"rule train: resources.train_threads=64 exceeds the largest node of Slurm partition 'gpu' ({cpus} CPUs)" in out
+    assert (f"rule train: resources.train_threads=64 exceeds the largest node of Slurm partition 'gpu' "
+            f"({cpus} CPUs)") in out
     assert "rule predict: resources.predict_mem_mb=10000000 exceeds the largest node of Slurm partition 'gpu'" in out
     assert "has been submitted" not in out and not (wd / ".snakemake/slurm_logs").exists()
 
