@@ -14,6 +14,11 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 
 
+onstart:
+    if workflow.executor_plugin.name == "slurm":
+        check_slurm_requests()
+
+
 rule all:
     default_target: True
     input:

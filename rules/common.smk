@@ -1,9 +1,11 @@
 # Sample table, config checks and helpers shared by the rules.
 import json
 import os
+import subprocess
 
 from snakemake.exceptions import WorkflowError
 
+from evdenoise.cluster import SINFO_ARGS, Request, parse_sinfo, request_problems
 from evdenoise.pretrained import HERE as PRETRAINED_DIR
 from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL
 from evdenoise.pretrained import load_config as load_pretrained_config
@@ -22,13 +24,22 @@ VAL = [n for n, s in SAMPLES.items() if s.split == "val"]
 TEST = [n for n, s in SAMPLES.items() if s.split == "test"]
 INFER = [n for n, s in SAMPLES.items() if s.split == "infer"]
 FIGURE_SAMPLES = TEST[: config["evaluate"]["figures"]]
-GPU = config["resources"]["gpu"]
 # model.pretrained: the shipped model denoises and nothing is trained.
 PRETRAINED = config["model"].get("pretrained", False)
 MODEL = str(PRETRAINED_MODEL) if PRETRAINED else "results/model/model.pt"
 # The report also scores the shipped model on the same test files (when it is there and not the model itself).
 COMPARE_PRETRAINED = (config["evaluate"]["pretrained"] and not PRETRAINED and PRETRAINED_MODEL.is_file()
                       and read_card_facts()["voxel"] == config["voxel"])
+RES = config["resources"]
+GPU = RES["gpu"]
+# Slurm placement (local runs ignore these resources): train and predict move to the GPU partition when
+# they ask for GPUs. GPUs are requested one way only, as `gpu` (sbatch --gpus), never also as gres.
+CPU_JOB = {"slurm_partition": RES["cpu_partition"], "slurm_account": RES["account"]}
+GPU_JOB = {
+    "slurm_partition": (RES["gpu_partition"] or RES["cpu_partition"]) if GPU else RES["cpu_partition"],
+    "slurm_account": RES["account"],
+    "gpu": GPU,
+}
 
 
 wildcard_constraints:
@@ -79,6 +90,46 @@ def benchmark_files(wildcards):
     if COMPARE_PRETRAINED:
         files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]
     return files
+
+
+def sized_request(rule):
+    """What a job of `rule` asks of Slurm, with the config keys behind train's and predict's sizes."""
+
+    def value(key):
+        return rule.resources.get(key).value
+
+    if rule.name in ("train", "predict"):
+        keys = {k: f"resources.{rule.name}_{k}" for k in ("threads", "mem_mb", "runtime")}
+        keys |= {"gpus": "resources.gpu", "partition": "resources.gpu_partition" if GPU else "resources.cpu_partition"}
+    else:
+        keys = {"threads": "threads", "mem_mb": "mem_mb", "runtime": "runtime", "gpus": "gpu",
+                "partition": "resources.cpu_partition"}
+    return Request(rule.name, value("slurm_partition"), value("_cores"), value("mem_mb"), value("runtime"),
+                   value("gpu") or 0, keys)
+
+
+def check_slurm_requests():
+    """Stop before the first submission when a job's request fits no node of its partition.
+
+    Also when --cores is set (e.g. by profiles/default's `cores: all`): it would silently cap the
+    threads every cluster job asks for.
+    """
+    rules = [r for r in workflow.rules if "slurm_partition" in r.resources]
+    cores = workflow.resource_settings.cores
+    requests = [sized_request(r) for r in rules]
+    problems = [f"{q.keys['threads']}={q.threads} of {q.rule} is capped by --cores {cores} "
+                "(run the Slurm profile with --workflow-profile none)"
+                for q in requests if cores is not None and q.threads > cores]
+    try:
+        sinfo = subprocess.run(SINFO_ARGS, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise WorkflowError(f"cannot read the Slurm nodes with {' '.join(SINFO_ARGS)}: {err}")
+    if sinfo.returncode != 0:
+        raise WorkflowError(f"cannot read the Slurm nodes with {' '.join(SINFO_ARGS)}: {sinfo.stderr.strip()}")
+    problems += request_problems(requests, parse_sinfo(sinfo.stdout))
+    if problems:
+        raise WorkflowError("cluster request that cannot be met (config/config.yaml, resources):\n  "
+                            + "\n  ".join(problems))
 
 
 # The shipped model's rebuild (rules/pretrained.smk): its own config, independent of this one's data and model.

@@ -18,6 +18,7 @@ rule decode:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

@@ -20,6 +20,7 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=30,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -50,6 +51,7 @@ rule summarize:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -84,6 +86,7 @@ rule sample_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

@@ -13,11 +13,11 @@ rule predict:
         "results/logs/predict/{sample}.log",
     benchmark:
         "results/benchmarks/predict/{sample}.tsv"
-    threads: 2
+    threads: RES["predict_threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=GPU,
+        mem_mb=RES["predict_mem_mb"],
+        runtime=RES["predict_runtime"],
+        **GPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

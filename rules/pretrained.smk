@@ -28,6 +28,7 @@ rule pretrained_synthesize:
     resources:
         mem_mb=4000,
         runtime=120,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -50,6 +51,7 @@ rule pretrained_split:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -69,6 +71,7 @@ rule pretrained_voxelize:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -92,6 +95,7 @@ rule pretrained_train:
     resources:
         mem_mb=8000,
         runtime=600,
+        **GPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -111,6 +115,8 @@ rule pretrained:
     log:
         "results/logs/pretrained/ship.log",
     threads: 1
+    resources:
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

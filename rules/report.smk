@@ -18,6 +18,7 @@ rule training_curve:
     resources:
         mem_mb=1000,
         runtime=5,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -44,6 +45,7 @@ rule resources_table:
     resources:
         mem_mb=1000,
         runtime=5,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
@@ -64,6 +66,7 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

@@ -19,6 +19,7 @@ rule split:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

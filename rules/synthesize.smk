@@ -18,6 +18,7 @@ if config["data"]["source"] == "synthetic":
         resources:
             mem_mb=4000,
             runtime=60,
+            **CPU_JOB,
         conda:
             "../envs/evdenoise.yaml"
         script:

@@ -23,11 +23,11 @@ rule train:
         "results/logs/train.log",
     benchmark:
         "results/benchmarks/train.tsv"
-    threads: workflow.cores
+    threads: RES["train_threads"]
     resources:
-        mem_mb=config["resources"]["train_mem_mb"],
-        runtime=config["resources"]["train_runtime"],
-        gpu=GPU,
+        mem_mb=RES["train_mem_mb"],
+        runtime=RES["train_runtime"],
+        **GPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:

@@ -16,6 +16,7 @@ rule voxelize:
     resources:
         mem_mb=2000,
         runtime=10,
+        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
     script:
