@@ -63,7 +63,7 @@ def card_facts(meta: Mapping[str, Any], history: pd.DataFrame) -> dict[str, Any]
         "train": meta["train"], "best_step": int(meta["step"]), "val_loss": float(meta["val_loss"]),
         "steps": int(last["step"]), "train_seconds": float(last["seconds"]),
         "data_sha256": meta["data_sha256"], "config_hash": meta["config_hash"],
-        "evdenoise_version": meta["evdenoise_version"], "commit": meta.get("commit", "unknown"),
+        "evdenoise_version": meta["evdenoise_version"],
         "n_train_files": len(meta["train_files"]), "n_val_files": len(meta["val_files"]),
     }
 
