@@ -116,6 +116,8 @@ rule pretrained:
         "results/logs/pretrained/ship.log",
     threads: 1
     resources:
+        mem_mb=1000,
+        runtime=5,
         **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
