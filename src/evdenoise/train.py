@@ -37,13 +37,13 @@ from .checkpoint import (DEFAULT_DECODE, config_hash, data_hash, load_checkpoint
 from .dataset import Augment, Frames, RandomCrops, StepSampler
 from .events import atomic_path
 from .infer import autocast, resolve_device
+from .losses import LOSSES, loss_terms
 from .models import build_model
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau", "none")
-LOSSES = ("mse", "l1", "huber", "keep_bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Settings that change speed but never results: left out of the resume hash.
 _RESULT_NEUTRAL = ("num_workers", "threads", "cache_windows")
@@ -65,7 +65,7 @@ class TrainConfig:
     plateau_factor: float = 0.5  # plateau: lr *= factor ...
     plateau_patience: int = 2  # ... after this many validations without improvement
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    loss: str = "mse"  # mse | l1 | huber | keep_bce (see loss_terms)
+    loss: str = "mse"  # mse | l1 | huber | keep_bce (see evdenoise.losses)
     huber_delta: float = 1.0
     empty_weight: float = 1.0  # weight of cells where raw == label == 0 (the empty majority)
     changed_weight: float = 1.0  # weight of cells where raw != label (what the model must change)
@@ -105,7 +105,7 @@ class TrainConfig:
         if not (isinstance(self.patch, tuple) and len(self.patch) == 2
                 and all(_is_int(v) and v >= 1 for v in self.patch)):
             raise bad("patch", "must be two integers >= 1 (H, W)")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", LOSSES)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("loss", tuple(LOSSES))):
             if getattr(self, name) not in allowed:
                 raise bad(name, f"must be one of {allowed}")
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
@@ -151,44 +151,6 @@ class TrainConfig:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-# ----------------------------------------------------------------------------------------- loss
-def loss_terms(pred: torch.Tensor, label: torch.Tensor, raw: torch.Tensor, cfg: TrainConfig
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of weighted per-cell losses, sum of weights); the loss is their ratio.
-
-    ``mse``/``l1``/``huber`` compare counts. Cells where raw and label are both empty get
-    ``empty_weight``, cells the model must change (raw != label) get ``changed_weight``, all others 1.
-
-    ``keep_bce`` scores what the ``mask`` decoder does with a prediction: per input cell, the
-    binary cross-entropy of the kept share ``pred / raw`` against the clean share ``label / raw``
-    (both clipped to [0, 1]), weighted by the cell's ``|raw|`` so every input event counts once.
-    MSE on counts instead weighs a cell by its count squared, so dense flare outweighs the sparse
-    real events that the point-cloud and F1 metrics count one by one. Cells without input carry
-    no weight (nothing there to keep); ``changed_weight`` still multiplies cells with raw != label.
-    """
-    pred, label, raw = pred.float(), label.float(), raw.float()
-    if cfg.loss == "keep_bce":
-        has = raw != 0
-        safe = torch.where(has, raw, torch.ones_like(raw))
-        target = (label / safe).clamp(0.0, 1.0)
-        share = (pred / safe).clamp(1e-6, 1.0 - 1e-6)
-        err = nn.functional.binary_cross_entropy(share, target, reduction="none")
-        weight = raw.abs()
-    else:
-        if cfg.loss == "mse":
-            err = (pred - label) ** 2
-        elif cfg.loss == "l1":
-            err = (pred - label).abs()
-        else:
-            err = nn.functional.huber_loss(pred, label, reduction="none", delta=cfg.huber_delta)
-        weight = torch.ones_like(err)
-        if cfg.empty_weight != 1.0:
-            weight = torch.where((raw == 0) & (label == 0), cfg.empty_weight, weight)
-    if cfg.changed_weight != 1.0:
-        weight = torch.where(raw != label, cfg.changed_weight * weight, weight)
-    return (weight * err).sum(), weight.sum()
 
 
 # ------------------------------------------------------------------------------- distributed
@@ -340,173 +302,305 @@ def train(cfg: TrainConfig | Mapping[str, Any], model_cfg: Mapping[str, Any], tr
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path], val_files: list[Path],
-           out_dir: Path, extra_meta: dict[str, Any], progress: bool, ranks: _Dist, device: torch.device) -> Path:
-    settings = voxel_settings(train_files + val_files)
+class _Schedule:
+    """The learning-rate schedule in one place: warm-up + cosine (or flat) per step, plateau per validation."""
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.per_step = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
+        self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                                   patience=cfg.plateau_patience)
+                        if cfg.schedule == "plateau" else None)
+
+    def after_step(self, step: int) -> None:
+        """Called after optimiser step ``step`` (0-based)."""
+        # LambdaLR sets lr absolutely; after warm-up it must leave the plateau scheduler's lr alone.
+        if self.cfg.schedule == "cosine" or step < self.cfg.warmup:
+            self.per_step.step()
+
+    def after_validation(self, val_loss: float) -> None:
+        if self.plateau is not None:
+            self.plateau.step(val_loss)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_step": self.per_step.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.per_step.load_state_dict(state["per_step"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+
+
+class _Rng:
+    """The global torch generators (dropout, augmentation in the main process)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        torch.set_rng_state(state["cpu"])
+        if self.device.type == "cuda" and state["cuda"] is not None:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+
+@dataclass
+class _Progress:
+    """Where training stands: steps done, validation history, early-stopping count."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = math.inf
+    bad: int = 0  # validations since the last improvement
+    elapsed: float = 0.0
+    finished: bool = False
+
+    def record(self, row: dict[str, Any], has_val: bool, cfg: TrainConfig) -> bool:
+        """Add a validation's history row; returns whether it improved on the best so far."""
+        improved = not has_val or row["val_loss"] < self.best
+        self.best, self.bad = (row["val_loss"] if has_val else self.best, 0) if improved else (self.best, self.bad + 1)
+        self.finished = self.step >= cfg.steps or bool(cfg.patience and self.bad >= cfg.patience)
+        self.elapsed = row["seconds"]
+        self.history.append(row)
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for f in fields(self):
+            setattr(self, f.name, state[f.name])
+        self.history = list(self.history)
+
+
+# Bumped when the parts or their state change: a checkpoint of another layout starts a fresh run.
+_CHECKPOINT_LAYOUT = 2
+
+
+class _Trainer:
+    """Model, optimiser, schedule, gradient scaler, RNG and progress: each part owns its state.
+
+    ``state_dict`` / ``load_state_dict`` go over :meth:`parts`, the one list of what a checkpoint holds.
+    """
+
+    def __init__(self, cfg: TrainConfig, model_cfg: dict[str, Any], init_state: dict[str, torch.Tensor] | None,
+                 device: torch.device, config_hash: str) -> None:
+        self.cfg, self.device, self.config_hash = cfg, device, config_hash
+        self.use_amp = device.type == "cuda" if cfg.amp is None else cfg.amp and device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        module = build_model(model_cfg)
+        if init_state is not None:
+            module.load_state_dict(init_state)
+        self.module = module.to(device)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"model {model_cfg['name']!r} has no trainable parameters")
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.opt = opt_cls(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.schedule = _Schedule(self.opt, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.progress = _Progress()
+        self.model: nn.Module = self.module  # DDP wrapper when distributed: see wrap()
+
+    def parts(self) -> dict[str, Any]:
+        return {"model": self.module, "optimizer": self.opt, "schedule": self.schedule, "scaler": self.scaler,
+                "rng": _Rng(self.device)}
+
+    def state_dict(self) -> dict[str, Any]:
+        # Progress at the top level: a checkpoint's "step" is read without knowing the layout.
+        return {"layout": _CHECKPOINT_LAYOUT, "config_hash": self.config_hash, **self.progress.state_dict(),
+                **{name: part.state_dict() for name, part in self.parts().items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, part in self.parts().items():
+            part.load_state_dict(state[name])
+        self.progress.load_state_dict(state)
+
+    def matches(self, state: Mapping[str, Any]) -> bool:
+        """Whether a checkpoint continues this very run."""
+        return state.get("layout") == _CHECKPOINT_LAYOUT and state.get("config_hash") == self.config_hash
+
+    def wrap(self, ranks: _Dist) -> None:
+        if ranks.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def train_step(self, raw: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimiser step; returns (the batch's loss, the learning rate it used)."""
+        self.model.train()
+        raw, label = raw.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
+        with autocast(self.device, self.use_amp):
+            pred = self.model(raw)
+        num, den = loss_terms(pred, label, raw, self.cfg)
+        loss = num / den.clamp_min(1e-12)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        lr = self.opt.param_groups[0]["lr"]
+        self.schedule.after_step(self.progress.step)
+        self.progress.step += 1
+        return loss.detach(), lr
+
+
+@dataclass
+class _Run:
+    """One training run's inputs and output paths (what stays fixed while it trains)."""
+
+    cfg: TrainConfig
+    train_files: list[Path]
+    val_files: list[Path]
+    out_dir: Path
+    ranks: _Dist
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.out_dir / "checkpoints" / "best.pt"
+
+    @property
+    def model(self) -> Path:
+        return self.out_dir / "model.pt"
+
+    @property
+    def history(self) -> Path:
+        return self.out_dir / "history.csv"
+
+
+def _create_trainer(run: _Run, model_cfg: dict[str, Any], extra_meta: dict[str, Any], device: torch.device
+                    ) -> _Trainer:
+    """The trainer for ``run``: model config and weights to start from, resume hash, the model file's meta."""
+    cfg, ranks = run.cfg, run.ranks
+    settings = voxel_settings(run.train_files + run.val_files)
     model_cfg, init_state, init_sha = _init_weights(cfg.init, model_cfg, settings["voxel"])
     channels = settings["voxel"]["channels"]
     if model_cfg.setdefault("in_channels", channels) != channels:
         raise ValueError(f"model in_channels={model_cfg['in_channels']} but the voxel files have {channels} channel(s)")
-    data = {"train": data_hash(train_files), "val": data_hash(val_files) if val_files else None, "init": init_sha}
+    data = {"train": data_hash(run.train_files), "val": data_hash(run.val_files) if run.val_files else None,
+            "init": init_sha}
     hashed = {k: v for k, v in cfg.to_dict().items() if k not in _RESULT_NEUTRAL}
     chash = config_hash(hashed, model_cfg, data, ranks.world)
-
-    ckpt_dir = out_dir / "checkpoints"
-    last_path, best_path, model_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt", out_dir / "model.pt"
-    state: dict[str, Any] | None = None
-    if last_path.exists():
-        found = load_checkpoint(last_path)
-        if found.get("config_hash") == chash:
-            state = found
-            if ranks.main:
-                log.info("%s: resuming from step %d", out_dir, state["step"])
-        elif ranks.main:
-            log.warning("%s: checkpoint was made with a different configuration; starting fresh", out_dir)
-    if state is None and ranks.main:
-        for stale in (last_path, best_path, model_path, out_dir / "history.csv"):
-            stale.unlink(missing_ok=True)
-
-    use_amp = device.type == "cuda" if cfg.amp is None else cfg.amp and device.type == "cuda"
+    run.meta = {
+        "model": model_cfg, "voxel": settings["voxel"], "segment_us": settings["segment_us"],
+        "grid": settings["grid"], "train_size": settings["size"], "patch": list(cfg.patch),
+        "decode": DEFAULT_DECODE, "evdenoise_version": __version__,
+        "train_files": [f.name for f in run.train_files], "val_files": [f.name for f in run.val_files],
+        "data_sha256": data["train"], "val_data_sha256": data["val"], "train": cfg.to_dict(),
+        "config_hash": chash, "world_size": ranks.world, **extra_meta,
+    }
     if cfg.amp and device.type != "cuda":
         log.warning("amp requested but the device is %s; training in float32", device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
+    return _Trainer(cfg, model_cfg, init_state, device, chash)
 
-    torch.manual_seed(cfg.seed)
-    module = build_model(model_cfg)
-    if init_state is not None:
-        module.load_state_dict(init_state)
-    module = module.to(device)
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"model {model_cfg['name']!r} has no trainable parameters")
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg))
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
-                                                          patience=cfg.plateau_patience)
-               if cfg.schedule == "plateau" else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    step, history, best, bad, elapsed, finished = 0, [], math.inf, 0, 0.0, False
-    if state is not None:
-        module.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if plateau is not None:
-            plateau.load_state_dict(state["plateau"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        step, history, best, bad = state["step"], list(state["history"]), state["best"], state["bad"]
-        elapsed, finished = state["elapsed"], state["finished"]
+def _resume(run: _Run, trainer: _Trainer) -> None:
+    """Continue from ``last.pt`` when it belongs to this run; else clear what an older run left."""
+    if run.last.exists():
+        found = load_checkpoint(run.last)
+        if trainer.matches(found):
+            trainer.load_state_dict(found)
+            if run.ranks.main:
+                log.info("%s: resuming from step %d", run.out_dir, trainer.progress.step)
+            return
+        if run.ranks.main:
+            log.warning("%s: checkpoint was made with a different configuration; starting fresh", run.out_dir)
+    if run.ranks.main:
+        for stale in (run.last, run.best, run.model, run.history):
+            stale.unlink(missing_ok=True)
 
-    model: nn.Module = module
+
+def _train(cfg: TrainConfig, model_cfg: dict[str, Any], train_files: list[Path], val_files: list[Path],
+           out_dir: Path, extra_meta: dict[str, Any], progress: bool, ranks: _Dist, device: torch.device) -> Path:
+    run = _Run(cfg, train_files, val_files, out_dir, ranks)
+    trainer = _create_trainer(run, model_cfg, extra_meta, device)
+    _resume(run, trainer)
+    trainer.wrap(ranks)
+    _loop(run, trainer, progress)
+    if ranks.main:
+        best_model = load_checkpoint(run.best)
+        history = trainer.progress.history
+        save_checkpoint(run.model, {**best_model, "meta": {**best_model["meta"], "last_step": trainer.progress.step,
+                                                            "history": history}})
+        _write_history(run.history, history)
+        log.info("%s: best validation loss %.5g at step %s -> %s", out_dir,
+                 best_model["meta"].get("val_loss", math.nan), best_model["meta"].get("step"), run.model)
     if ranks.world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None)
+        dist.barrier()
+    return run.model
 
-    meta = {
-        "model": model_cfg, "voxel": settings["voxel"], "segment_us": settings["segment_us"],
-        "grid": settings["grid"], "train_size": settings["size"], "patch": list(cfg.patch),
-        "decode": DEFAULT_DECODE, "evdenoise_version": __version__,
-        "train_files": [f.name for f in train_files], "val_files": [f.name for f in val_files],
-        "data_sha256": data["train"], "val_data_sha256": data["val"], "train": cfg.to_dict(),
-        "config_hash": chash, "world_size": ranks.world, **extra_meta,
-    }
 
-    crops = RandomCrops(train_files, cfg.patch, cfg.steps * cfg.batch_size * ranks.world, seed=cfg.seed,
+def _loop(run: _Run, trainer: _Trainer, progress: bool) -> None:
+    """Optimiser steps until the last step or early stopping, validating every ``val_every`` steps."""
+    cfg, ranks, device, state = run.cfg, run.ranks, trainer.device, trainer.progress
+    crops = RandomCrops(run.train_files, cfg.patch, cfg.steps * cfg.batch_size * ranks.world, seed=cfg.seed,
                         aug=cfg.augment, changed_crop_p=cfg.changed_crop_p, cache=cfg.cache_windows)
     loader = DataLoader(crops, batch_size=cfg.batch_size,
-                        sampler=StepSampler(step, cfg.steps, cfg.batch_size, ranks.rank, ranks.world),
+                        sampler=StepSampler(state.step, cfg.steps, cfg.batch_size, ranks.rank, ranks.world),
                         num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    frames = Frames(val_files) if val_files else None
+    frames = Frames(run.val_files) if run.val_files else None
     val_batches = frames.batches(cfg.batch_size, ranks.rank, ranks.world) if frames else []
-    writer = _tensorboard(out_dir) if ranks.main and not finished else None
+    writer = _tensorboard(run.out_dir) if ranks.main and not state.finished else None
     if ranks.main:
         log.info("%s: training %s (%d parameters) on %s, %d train / %d val files, steps %d-%d, "
-                 "batch %d x %d processes, patch %s", out_dir, model_cfg["name"], sum(p.numel() for p in params),
-                 device, len(train_files), len(val_files), step, cfg.steps, cfg.batch_size, ranks.world,
-                 list(cfg.patch))
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True,
-               disable=not (progress and ranks.main) or finished, desc="train")
-
+                 "batch %d x %d processes, patch %s", run.out_dir, run.meta["model"]["name"],
+                 sum(p.numel() for p in trainer.params), device, len(run.train_files), len(run.val_files),
+                 state.step, cfg.steps, cfg.batch_size, ranks.world, list(cfg.patch))
+    bar = tqdm(total=cfg.steps, initial=state.step, unit="step", dynamic_ncols=True,
+               disable=not (progress and ranks.main) or state.finished, desc="train")
     running = torch.zeros(2, dtype=torch.float64, device=device)
-    started = time.perf_counter() - elapsed
-    batches = iter(loader) if not finished else iter(())
-    for raw, label in batches:
-        model.train()
-        raw, label = raw.to(device, non_blocking=True), label.to(device, non_blocking=True)
-        with autocast(device, use_amp):
-            pred = model(raw)
-        num, den = loss_terms(pred, label, raw, cfg)
-        loss = num / den.clamp_min(1e-12)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        lr = opt.param_groups[0]["lr"]
-        # LambdaLR sets lr absolutely; after warm-up it must leave the plateau scheduler's lr alone.
-        if cfg.schedule == "cosine" or step < cfg.warmup:
-            sched.step()
-        running += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=device)])
-        step += 1
+    started = time.perf_counter() - state.elapsed
+    for raw, label in (iter(loader) if not state.finished else iter(())):
+        loss, lr = trainer.train_step(raw, label)
+        running += torch.stack([loss.double(), torch.ones((), dtype=torch.float64, device=device)])
         bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
-        if step % cfg.val_every and step != cfg.steps:
+        if state.step % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4g}")
+        if state.step % cfg.val_every and state.step != cfg.steps:
             continue
-
         totals = ranks.all_sum(running.clone())
-        train_loss = float(totals[0] / totals[1])
         running.zero_()
-        val_loss = _validate(module, frames, val_batches, device, use_amp, cfg, ranks) if frames else math.nan
-        if plateau is not None:
-            plateau.step(val_loss)
-        improved = not frames or val_loss < best
-        best, bad = (val_loss if frames else best, 0) if improved else (best, bad + 1)
-        finished = step >= cfg.steps or bool(cfg.patience and bad >= cfg.patience)
-        elapsed = time.perf_counter() - started
-        history.append({"step": step, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                        "seconds": round(elapsed, 3)})
-        bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
+        val_loss = _validate(trainer.module, frames, val_batches, device, trainer.use_amp, cfg, ranks) \
+            if frames else math.nan
+        trainer.schedule.after_validation(val_loss)
+        row = {"step": state.step, "train_loss": float(totals[0] / totals[1]), "val_loss": val_loss, "lr": lr,
+               "seconds": round(time.perf_counter() - started, 3)}
+        improved = state.record(row, frames is not None, cfg)
+        bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
         if ranks.main:
-            # The log line doubles as the progress report where no terminal shows the bar (Snakemake logs).
-            log.info("step %d/%d: train loss %.5g, val loss %.5g%s, lr %.3g, %.1f s", step, cfg.steps, train_loss,
-                     val_loss, " (best)" if improved else "", lr, elapsed)
-            if improved:
-                save_model(best_path, module, {**meta, "step": step, "val_loss": val_loss})
-            save_checkpoint(last_path, {
-                "config_hash": chash, "step": step, "history": history, "best": best, "bad": bad,
-                "elapsed": elapsed, "finished": finished, "model": module.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "plateau": plateau.state_dict() if plateau is not None else None,
-                "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
-                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-            })
-            _write_history(out_dir / "history.csv", history)
-            if writer is not None:
-                for key in ("train_loss", "val_loss", "lr"):
-                    writer.add_scalar(key, history[-1][key], step)
-        if finished:
-            if step < cfg.steps and ranks.main:
-                log.info("%s: early stop at step %d (no improvement in %d validations)", out_dir, step, bad)
+            _save(run, trainer, improved, writer)
+        if state.finished:
+            if state.step < cfg.steps and ranks.main:
+                log.info("%s: early stop at step %d (no improvement in %d validations)", run.out_dir, state.step,
+                         state.bad)
             break
     bar.close()
     if writer is not None:
         writer.close()
 
-    if ranks.main:
-        best_model = load_checkpoint(best_path)
-        save_checkpoint(model_path, {**best_model, "meta": {**best_model["meta"], "last_step": step,
-                                                              "history": history}})
-        _write_history(out_dir / "history.csv", history)
-        log.info("%s: best validation loss %.5g at step %s -> %s", out_dir, best_model["meta"].get("val_loss", math.nan),
-                 best_model["meta"].get("step"), model_path)
-    if ranks.world > 1:
-        dist.barrier()
-    return model_path
+
+def _save(run: _Run, trainer: _Trainer, improved: bool, writer: Any) -> None:
+    """After a validation (rank 0): log it, keep the best weights, the checkpoint, history and TensorBoard."""
+    state, row = trainer.progress, trainer.progress.history[-1]
+    # The log line doubles as the progress report where no terminal shows the bar (Snakemake logs).
+    log.info("step %d/%d: train loss %.5g, val loss %.5g%s, lr %.3g, %.1f s", state.step, run.cfg.steps,
+             row["train_loss"], row["val_loss"], " (best)" if improved else "", row["lr"], row["seconds"])
+    if improved:
+        save_model(run.best, trainer.module, {**run.meta, "step": state.step, "val_loss": row["val_loss"]})
+    save_checkpoint(run.last, trainer.state_dict())
+    _write_history(run.history, state.history)
+    if writer is not None:
+        for key in ("train_loss", "val_loss", "lr"):
+            writer.add_scalar(key, row[key], state.step)
