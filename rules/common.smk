@@ -9,6 +9,7 @@ from evdenoise.cluster import SINFO_ARGS, Request, parse_sinfo, request_problems
 from evdenoise.pretrained import HERE as PRETRAINED_DIR
 from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL
 from evdenoise.pretrained import load_config as load_pretrained_config
+from evdenoise.pretrained import round_configs as pretrained_rounds
 from evdenoise.pretrained import read_card_facts
 from evdenoise.samples import SampleError, build_samples
 from evdenoise.train import TrainConfig
@@ -134,16 +135,32 @@ def check_slurm_requests():
 
 # The shipped model's rebuild (rules/pretrained.smk): its own config, independent of this one's data and model.
 PRE = load_pretrained_config(os.path.join(workflow.basedir, "config", "pretrained.yaml"))
-PRE_ROOT = PRE["data"]["root"]
-PRE_NAMES = {
+PRE_ROUNDS = pretrained_rounds(PRE)
+PRE_LAST = list(PRE_ROUNDS)[-1]  # the round whose model is shipped
+PRE_NAMES = {  # the same in every round (round_configs refuses other counts)
     split: [f"synth_{split}_{i:04d}" for i in range(PRE["data"]["counts"][split])] for split in ("train", "val")
 }
 
 
 wildcard_constraints:
     split="train|val",
+    round="|".join(PRE_ROUNDS),
 
 
-def pre_pair(split, name, role):
+def pre_dir(rnd):
+    return f"{PRE['data']['root']}/{rnd}"
+
+
+def pre_pair(rnd, split, name, role):
     suffix = "noisy/{}_bg_flare.h5" if role == "noisy" else "clean/{}_bg_light.h5"
-    return f"{PRE_ROOT}/{split}/{suffix.format(name)}"
+    return f"{pre_dir(rnd)}/data/{split}/{suffix.format(name)}"
+
+
+def pre_voxels(rnd, split):
+    return [f"{pre_dir(rnd)}/voxels/{split}/{name}.h5" for name in PRE_NAMES[split]]
+
+
+def pre_init(rnd):
+    """The model a round starts from: the previous round's (none for the first)."""
+    order = list(PRE_ROUNDS)
+    return [] if order.index(rnd) == 0 else [f"{pre_dir(order[order.index(rnd) - 1])}/model/model.pt"]

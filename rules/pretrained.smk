@@ -1,29 +1,30 @@
-# The shipped pretrained model, rebuilt from nothing: `snakemake pretrained` synthesizes the broad training
-# set of config/pretrained.yaml, splits and voxelizes it per file, trains, and copies the model and its card
-# into src/evdenoise/pretrained/ (commit them). Independent of config/config.yaml's data and model.
+# The shipped pretrained model, rebuilt from nothing: `snakemake pretrained` runs each round of
+# config/pretrained.yaml (base, then the optional finetune, which starts from base's model): synthesizes the
+# round's training set, splits and voxelizes it per file, trains, and copies the last round's model and its
+# card into src/evdenoise/pretrained/ (commit them). Independent of config/config.yaml's data and model.
 
 
 rule pretrained_synthesize:
     output:
-        noisy=[pre_pair(s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
-        clean=[pre_pair(s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
-        manifest=f"{PRE_ROOT}/manifest.csv",
+        noisy=[pre_pair("{round}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
+        clean=[pre_pair("{round}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
+        manifest="results/pretrained/{round}/data/manifest.csv",
     params:
-        synth=as_json(
+        synth=lambda w: as_json(
             {
-                "root": PRE_ROOT,
-                "counts": PRE["data"]["counts"],
+                "root": f"{pre_dir(w.round)}/data",
+                "counts": PRE_ROUNDS[w.round]["data"]["counts"],
                 "width": 640,
                 "height": 480,
-                "duration_us": PRE["data"]["duration_us"],
-                "seed": PRE["data"]["seed"],
+                "duration_us": PRE_ROUNDS[w.round]["data"]["duration_us"],
+                "seed": PRE_ROUNDS[w.round]["data"]["seed"],
                 "previews": False,
                 "backgrounds": [],
-                "params": PRE["data"]["params"],
+                "params": PRE_ROUNDS[w.round]["data"]["params"],
             }
         ),
     log:
-        "results/logs/pretrained/synthesize.log",
+        "results/logs/pretrained/{round}/synthesize.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -37,16 +38,16 @@ rule pretrained_synthesize:
 
 rule pretrained_split:
     input:
-        noisy=lambda w: pre_pair(w.split, w.name, "noisy"),
-        clean=lambda w: [pre_pair(w.split, w.name, "clean")],
+        noisy=lambda w: pre_pair(w.round, w.split, w.name, "noisy"),
+        clean=lambda w: [pre_pair(w.round, w.split, w.name, "clean")],
     output:
-        "results/pretrained/segments/{split}/{name}.h5",
+        "results/pretrained/{round}/segments/{split}/{name}.h5",
     params:
         windows=as_json(PRE["windows"]),
         width=None,
         height=None,
     log:
-        "results/logs/pretrained/split/{split}/{name}.log",
+        "results/logs/pretrained/{round}/split/{split}/{name}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -60,13 +61,13 @@ rule pretrained_split:
 
 rule pretrained_voxelize:
     input:
-        "results/pretrained/segments/{split}/{name}.h5",
+        "results/pretrained/{round}/segments/{split}/{name}.h5",
     output:
-        "results/pretrained/voxels/{split}/{name}.h5",
+        "results/pretrained/{round}/voxels/{split}/{name}.h5",
     params:
         voxel=as_json(PRE["voxel"]),
     log:
-        "results/logs/pretrained/voxelize/{split}/{name}.log",
+        "results/logs/pretrained/{round}/voxelize/{split}/{name}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -80,17 +81,18 @@ rule pretrained_voxelize:
 
 rule pretrained_train:
     input:
-        train=expand("results/pretrained/voxels/train/{name}.h5", name=PRE_NAMES["train"]),
-        val=expand("results/pretrained/voxels/val/{name}.h5", name=PRE_NAMES["val"]),
+        train=lambda w: pre_voxels(w.round, "train"),
+        val=lambda w: pre_voxels(w.round, "val"),
+        init=lambda w: pre_init(w.round),
     output:
-        model="results/pretrained/model/model.pt",
-        history="results/pretrained/model/history.csv",
+        model="results/pretrained/{round}/model/model.pt",
+        history="results/pretrained/{round}/model/history.csv",
     params:
         model=as_json(PRE["model"]),
-        train=as_json(PRE["train"]),
+        train=lambda w, input: as_json({**PRE_ROUNDS[w.round]["train"], "init": input.init[0] if input.init else None}),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     log:
-        "results/logs/pretrained/train.log",
+        "results/logs/pretrained/{round}/train.log",
     threads: PRE["threads"]
     resources:
         mem_mb=8000,
@@ -104,8 +106,8 @@ rule pretrained_train:
 
 rule pretrained:
     input:
-        model="results/pretrained/model/model.pt",
-        history="results/pretrained/model/history.csv",
+        models=[f"{pre_dir(rnd)}/model/model.pt" for rnd in PRE_ROUNDS],
+        history=f"{pre_dir(PRE_LAST)}/model/history.csv",
     output:
         "results/pretrained/shipped.json",
     params:

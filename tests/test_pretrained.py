@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from evdenoise.checkpoint import load_checkpoint, load_model
 from evdenoise.cli import main
 from evdenoise.events import read_events
-from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, require_model
+from evdenoise.pretrained import (CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, require_model,
+                                  round_configs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,14 +29,20 @@ def test_shipped_model_loads_weights_only_and_is_small() -> None:
 def test_card_states_the_model_files_own_facts() -> None:
     meta = load_checkpoint(MODEL_PATH)["meta"]
     facts = read_card_facts(CARD_PATH)
-    assert {k: v for k, v in facts.items() if k != "commit"} == card_facts(meta, pd.DataFrame(meta["history"]))
+    assert {k: v for k, v in facts.items() if k not in ("commit", "rounds")} == card_facts(
+        meta, pd.DataFrame(meta["history"]))
     assert facts["commit"] != "unknown"
+    rounds = facts.get("rounds", [])
+    if len(rounds) > 1:  # each round starts from the one before it; the last one is this file
+        assert [r["round"] for r in rounds] == list(round_configs(load_config(REPO / "config" / "pretrained.yaml")))
+        assert rounds[-1]["data_sha256"] == meta["data_sha256"] and rounds[-1]["init_sha256"]
     text = CARD_PATH.read_text()
     for needle in ("snakemake --cores 2 pretrained", "## Quality", "streak_length"):
         assert needle in text, needle
     # The card's data ranges are the ones the rebuild uses.
     cfg = load_config(REPO / "config" / "pretrained.yaml")
-    assert meta["train"]["steps"] == cfg["train"]["steps"] and meta["model"]["f_maps"] == cfg["model"]["f_maps"]
+    last = list(round_configs(cfg).values())[-1]
+    assert meta["train"]["steps"] == last["train"]["steps"] and meta["model"]["f_maps"] == cfg["model"]["f_maps"]
 
 
 # Measured with this model (keep_threshold 0.25): 82.4 % of the DVXplorer recording, 84.9 % of the Prophesee
@@ -53,3 +61,21 @@ def test_denoise_without_model_keeps_most_of_flare_free_real_recordings(tmp_path
 def test_missing_pretrained_file_says_how_to_rebuild(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="snakemake --cores 2 pretrained"):
         require_model(tmp_path / "model.pt")
+
+
+def test_finetune_round_overrides_base_key_by_key(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "config" / "pretrained.yaml")
+    cfg["finetune"] = {"data": {"seed": 7, "params": {"dc_prob": 0.5}}, "train": {"steps": 3}}
+    rounds = round_configs(cfg)
+    assert list(rounds) == ["base", "finetune"] and rounds["base"]["data"] == cfg["data"]
+    ft = rounds["finetune"]
+    assert ft["data"]["seed"] == 7 and ft["data"]["counts"] == cfg["data"]["counts"]
+    assert ft["data"]["params"] == {**cfg["data"]["params"], "dc_prob": 0.5}
+    assert ft["train"] == {**cfg["train"], "steps": 3}
+    assert list(round_configs({**cfg, "finetune": None})) == ["base"]
+    bad = tmp_path / "bad.yaml"
+    for section, why in (({"data": {"counts": {"train": 1}}}, "same counts"), ({"model": {}}, "not \\['model'\\]"),
+                         ({"train": {"steps": -1}}, "steps")):
+        bad.write_text(yaml.safe_dump({**cfg, "finetune": section}))
+        with pytest.raises(ValueError, match=why):
+            load_config(bad)

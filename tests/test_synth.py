@@ -279,3 +279,22 @@ def test_global_light_change_is_in_clean_and_noisy() -> None:
         assert len(np.unique(burst.y.astype(int) * 64 + burst.x)) > 0.5 * 64 * 48  # most pixels fire at once
     quiet = still.between(int(at) - 1000, int(at) + 1000)
     assert len(quiet) < 0.2 * len(clean.between(int(at) - 1000, int(at) + 1000))
+
+
+def test_spinner_is_periodic_real_motion_in_clean() -> None:
+    spin = dict(n_objects=(1, 1), object_speed=(0.1, 0.1), spinner_prob=1.0,
+                spinner_hz=(10.0, 10.0), spinner_spokes=(4, 4), spinner_size=(0.6, 0.6))
+    cfg = SynthConfig(width=96, height=72, duration_us=100_000, **ONE_LAMP, **spin)
+    noisy, clean, meta = generate_pair(cfg, 3)
+    sp = meta["background"]["spinner"]
+    assert sp["event_hz"] == 40.0 and generate_pair(small(**ONE_LAMP), 3)[2]["background"]["spinner"] == {}
+    on = clean.p > 0
+    inside = on & (np.hypot(clean.x - sp["x_px"], clean.y - sp["y_px"]) < sp["radius_px"])
+    pixels = clean.y[inside].astype(int) * 96 + clean.x[inside]
+    power = 0
+    for u in np.unique(pixels):  # each pixel's ON events repeat at spokes x turns per second
+        h, _ = np.histogram(clean.t[inside][pixels == u], bins=1000, range=(0, 100_000))
+        power = power + np.abs(np.fft.rfft(h - h.mean())) ** 2
+    freqs = np.fft.rfftfreq(1000, 1e-4)
+    assert freqs[np.argmax(power[2:100]) + 2] == pytest.approx(40.0, abs=10.0)
+    assert inside.sum() > 0.5 * on.sum()  # the spinner's events are most of the clean stream, and kept there

@@ -210,6 +210,18 @@ def test_generic_cluster_executor_runs_jobs_as_separate_submissions(tmp_path: Pa
     assert (wd / "results/voxels/synth_test_0001.h5").is_file()
 
 
+def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) -> None:
+    from evdenoise.pretrained import load_config, round_configs
+
+    cfg = load_config(REPO / "config" / "pretrained.yaml")
+    rounds, files = round_configs(cfg), sum(cfg["data"]["counts"].values())
+    jobs = planned_jobs(built, "pretrained")
+    assert jobs == {"pretrained_synthesize": len(rounds), "pretrained_split": files * len(rounds),
+                    "pretrained_voxelize": files * len(rounds), "pretrained_train": len(rounds), "pretrained": 1}
+    plan = smk(built, "-n", "-p", "results/pretrained/finetune/model/model.pt").stdout
+    assert "results/pretrained/base/model/model.pt" in plan  # the finetune round starts from base's model
+
+
 def test_pretrained_model_denoises_without_training(built: Path) -> None:
     voxel = {"bins": 8, "channels": 2, "assignment": "bilinear"}  # the shipped model's
     jobs = planned_jobs(built, model={"pretrained": True}, voxel=voxel)

@@ -496,7 +496,7 @@ def _create_trainer(run: _Run, model_cfg: dict[str, Any], extra_meta: dict[str, 
         "grid": settings["grid"], "train_size": settings["size"], "patch": list(cfg.patch),
         "decode": DEFAULT_DECODE, "evdenoise_version": __version__,
         "train_files": [f.name for f in run.train_files], "val_files": [f.name for f in run.val_files],
-        "data_sha256": data["train"], "val_data_sha256": data["val"], "train": cfg.to_dict(),
+        "data_sha256": data["train"], "val_data_sha256": data["val"], "init_sha256": init_sha, "train": cfg.to_dict(),
         "config_hash": chash, "world_size": ranks.world, **extra_meta,
     }
     if cfg.amp and device.type != "cuda":

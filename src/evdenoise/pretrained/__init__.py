@@ -46,13 +46,35 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ("data", "windows", "voxel", "model", "train", "threads") if k not in cfg]
     if missing:
         raise ValueError(f"{path}: missing section(s) {missing}")
+    unknown = sorted(set(cfg.get("finetune") or {}) - {"data", "train"})
+    if unknown:
+        raise ValueError(f"{path}: finetune takes data and train, not {unknown}")
     try:
-        SynthConfig.from_dict(cfg["data"]["params"])
-        TrainConfig.from_dict(cfg["train"])
+        for rnd in round_configs(cfg).values():
+            SynthConfig.from_dict(rnd["data"]["params"])
+            TrainConfig.from_dict(rnd["train"])
         VoxelSpec(**cfg["voxel"])
-    except (TypeError, ValueError, KeyError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise ValueError(f"{path}: {err}") from None
     return cfg
+
+
+ROUNDS = ("base", "finetune")  # training rounds in order; the shipped model is the last configured one's
+
+
+def round_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each training round's ``data`` and ``train`` settings: ``base`` is the config's own; the optional
+    ``finetune`` section overrides them (``data.params`` key by key) and starts from the base round's model."""
+    base = {"data": dict(cfg["data"]), "train": dict(cfg["train"])}
+    out = {"base": base}
+    ft = cfg.get("finetune")
+    if ft and "counts" in ft.get("data", {}):  # the rounds' files share names: one count per split for all
+        raise ValueError("finetune.data.counts: the rounds use the same counts (set data.counts)")
+    if ft:
+        data = {**base["data"], **{k: v for k, v in ft.get("data", {}).items() if k != "params"}}
+        data["params"] = {**base["data"]["params"], **ft.get("data", {}).get("params", {})}
+        out["finetune"] = {"data": data, "train": {**base["train"], **ft.get("train", {})}}
+    return out
 
 
 def card_facts(meta: Mapping[str, Any], history: pd.DataFrame) -> dict[str, Any]:
@@ -66,6 +88,13 @@ def card_facts(meta: Mapping[str, Any], history: pd.DataFrame) -> dict[str, Any]
         "evdenoise_version": meta["evdenoise_version"],
         "n_train_files": len(meta["train_files"]), "n_val_files": len(meta["val_files"]),
     }
+
+
+def round_facts(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One training round as the card lists it, from that round's model file."""
+    facts = card_facts(meta, pd.DataFrame(meta["history"]))
+    keep = ("steps", "best_step", "val_loss", "train_seconds", "n_train_files", "data_sha256")
+    return {"round": name, **{k: facts[k] for k in keep}, "init_sha256": meta.get("init_sha256")}
 
 
 def read_card_facts(card: str | os.PathLike = CARD_PATH) -> dict[str, Any]:
@@ -89,7 +118,8 @@ def git_commit(repo: str | os.PathLike) -> str:
 def write_card(path: str | os.PathLike, facts: Mapping[str, Any], cfg: Mapping[str, Any],
                quality: str = "") -> None:
     """The model card: what the model is for, how it was made (from ``facts``), and its measured quality."""
-    hours = facts["train_seconds"] / 3600
+    rounds = facts.get("rounds") or []
+    seconds = sum(r["train_seconds"] for r in rounds) if rounds else facts["train_seconds"]
     text = f"""# evdenoise pretrained flare-removal model
 
 {_CARD_META}{json.dumps(facts, sort_keys=True)} -->
@@ -99,11 +129,11 @@ uses it with `model.pretrained: true` and fine-tunes from it with `train.init: p
 each input event (mask decoding), so it never invents events or moves timestamps.
 
 **Made by** `{REBUILD}` from commit `{facts['commit']}` (evdenoise {facts['evdenoise_version']}):
-{facts['n_train_files']} training and {facts['n_val_files']} validation pairs from the synthetic generator,
-{facts['steps']} steps (best validation at step {facts['best_step']}, loss {facts['val_loss']:.4f}),
-{facts['train_seconds']:.0f} s ({hours:.2f} h) of training on {cfg['threads']} CPU threads.
-Training data hash `{facts['data_sha256'][:16]}`, configuration hash `{facts['config_hash']}`.
-
+{facts['n_train_files']} training and {facts['n_val_files']} validation pairs from the synthetic generator per round,
+{seconds:.0f} s ({seconds / 3600:.2f} h) of training in all on {cfg['threads']} CPU threads.
+Last round: {facts['steps']} steps (best validation at step {facts['best_step']}, loss {facts['val_loss']:.4f}),
+training data hash `{facts['data_sha256'][:16]}`, configuration hash `{facts['config_hash']}`.
+{_rounds_table(rounds)}
 ## Model
 `{json.dumps(facts['model'])}`; voxels `{json.dumps(facts['voxel'])}` over {facts['segment_us']} µs windows.
 
@@ -114,7 +144,7 @@ Training data hash `{facts['data_sha256'][:16]}`, configuration hash `{facts['co
 ```yaml
 {yaml.safe_dump(cfg['data']['params'], sort_keys=False).rstrip()}
 ```
-
+{_finetune_text(cfg)}
 ## Quality
 {quality or "Not measured yet: run `.venv/bin/python benchmarks/quality_pretrained.py`."}
 """
@@ -122,13 +152,35 @@ Training data hash `{facts['data_sha256'][:16]}`, configuration hash `{facts['co
         Path(tmp).write_text(text)
 
 
-def ship(model: str | os.PathLike, history: str | os.PathLike, cfg: Mapping[str, Any], dest: str | os.PathLike,
-         commit: str) -> dict[str, Any]:
-    """Copy a trained model into ``dest`` (``model.pt``) with its card; returns the card's facts."""
+def _rounds_table(rounds: list[Mapping[str, Any]]) -> str:
+    if len(rounds) < 2:
+        return ""
+    rows = [f"| {r['round']} | {r['steps']} | {r['best_step']} | {r['val_loss']:.4f} | {r['train_seconds']:.0f} | "
+            f"`{r['data_sha256'][:16]}` | {'`' + r['init_sha256'][:16] + '`' if r['init_sha256'] else '-'} |"
+            for r in rounds]
+    head = "| round | steps | best step | val loss | seconds | data hash | starts from (sha256) |\n|---|---|---|---|---|---|---|"
+    return "\n" + "\n".join([head, *rows]) + "\n"
+
+
+def _finetune_text(cfg: Mapping[str, Any]) -> str:
+    ft = cfg.get("finetune")
+    if not ft:
+        return ""
+    return (f"\nRound `finetune` starts from round `base`'s model and overrides (seed "
+            f"{round_configs(cfg)['finetune']['data']['seed']}):\n```yaml\n"
+            f"{yaml.safe_dump(dict(ft), sort_keys=False).rstrip()}\n```\n")
+
+
+def ship(models: Mapping[str, str | os.PathLike], history: str | os.PathLike, cfg: Mapping[str, Any],
+         dest: str | os.PathLike, commit: str) -> dict[str, Any]:
+    """Copy the last round's model (``models``: round name -> model file, in order) into ``dest``
+    (``model.pt``) with its card; returns the card's facts."""
     from ..checkpoint import load_checkpoint
 
-    meta = load_checkpoint(model)["meta"]
-    facts = {**card_facts(meta, pd.read_csv(history)), "commit": commit}
+    metas = {name: load_checkpoint(path)["meta"] for name, path in models.items()}
+    name, model = list(models.items())[-1]
+    facts = {**card_facts(metas[name], pd.read_csv(history)), "commit": commit,
+             "rounds": [round_facts(n, m) for n, m in metas.items()]}
     dest = Path(dest)
     with atomic_path(dest / "model.pt") as tmp:
         shutil.copyfile(model, tmp)

@@ -51,6 +51,12 @@ class SynthConfig:
         widths per second; object_contrast: (0.3, 3.0) *log*, the log-intensity step between an
         object and the scene (brighter or darker at random): steps of several thresholds, fast,
         give the dense bursts of real high-contrast motion that flare must not be confused with.
+      spinner_prob: 0.0, share of synthetic scenes with a spoked disc turning about its centre (a fan,
+        a wheel, the rotating ring of a real recording): spinner_size: (0.15, 0.5) of the height (its
+        diameter; a full disc through a thin ring), spinner_hz: (2, 40) turns per second (random
+        sense), spinner_spokes: (1, 8); its contrast is object_contrast's. Each pixel's brightness repeats
+        at spokes x turns per second (2-320 Hz; its ON bursts at that rate): as periodic as flicker, but
+        real motion the model must keep.
     Light sources (in clean and noisy) flickering at twice the mains frequency
       n_sources: (1, 2); flicker_hz: (100, 120) choices (50 / 60 Hz mains);
       frequency_drift: 0.01, relative deviation from nominal (+-).
@@ -134,6 +140,10 @@ class SynthConfig:
     object_size: Range = (0.12, 0.45)
     object_speed: Range = (0.1, 3.0)
     object_contrast: Range = (0.3, 3.0)
+    spinner_prob: float = 0.0
+    spinner_size: Range = (0.15, 0.5)
+    spinner_hz: Range = (2.0, 40.0)
+    spinner_spokes: Range = (1, 8)
     n_sources: Range = (1, 2)
     flicker_hz: tuple[float, ...] = (100.0, 120.0)
     frequency_drift: float = 0.01
@@ -211,11 +221,13 @@ class SynthConfig:
             raise bad("threshold", "thresholds must be > 0")
         for name in ("source_outside_prob", "source_moving_prob", "source_world_prob", "merge_prob",
                      "real_background_prob", "dc_prob", "source_enter_prob", "veil_prob", "ghost_chain_prob",
-                     "global_change_prob"):
+                     "global_change_prob", "spinner_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be a probability in [0, 1]")
         if self.n_sources[0] < 1:
             raise bad("n_sources", "needs at least one light source")
+        if self.spinner_spokes[0] < 1:
+            raise bad("spinner_spokes", "needs at least one spoke")
         if self.streak_falloff[0] <= 0:
             raise bad("streak_falloff", "must be > 0")
         if self.modulation_depth[1] > 1:

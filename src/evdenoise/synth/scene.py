@@ -131,6 +131,37 @@ class _Mover:
     vy: float
 
 
+class _Spinner:
+    """A spoked disc turning about its centre (a fan, a wheel, a rotating ring): real motion whose events
+    repeat at spokes x turns per second, as periodic as flicker, so a model must not take periodicity alone
+    for flare."""
+
+    def __init__(self, cfg: SynthConfig, rng: np.random.Generator, width: int, height: int, level: float) -> None:
+        radius = draw(rng, cfg.spinner_size) * height / 2
+        self.hz = draw(rng, cfg.spinner_hz) * (1 if rng.random() < 0.5 else -1)
+        self.spokes = draw_int(rng, cfg.spinner_spokes)
+        n = int(math.ceil(2 * radius)) + 2
+        self.x0 = rng.uniform(0, width - n) if width > n else (width - n) / 2
+        self.y0 = rng.uniform(0, height - n) if height > n else (height - n) / 2
+        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) - (n - 1) / 2
+        r = np.hypot(xx, yy)
+        inner = radius * rng.uniform(0.0, 0.7)  # a full disc through a thin ring
+        self.alpha = (np.clip(radius - r + 0.5, 0, 1) * np.clip(r - inner + 0.5, 0, 1)).astype(np.float32)
+        self.angle = np.arctan2(yy, xx).astype(np.float32)
+        self.step = draw(rng, cfg.object_contrast, log=True) * (1 if rng.random() < 0.5 else -1)
+        self.level = level
+        self.params: dict[str, Any] = {"x_px": self.x0 + n / 2, "y_px": self.y0 + n / 2, "radius_px": radius,
+                                       "inner_px": inner, "hz": self.hz, "spokes": self.spokes,
+                                       "event_hz": abs(self.hz) * self.spokes}
+
+    def composite_onto(self, frame: np.ndarray, t_us: float) -> None:
+        turned = self.spokes * (self.angle - np.float32(2 * np.pi * self.hz * t_us * 1e-6))
+        # Smooth spokes: a raised cosine sharpened towards a bar pattern, bright on a dark disc or vice versa.
+        spokes = np.clip(2.0 * np.cos(turned), -1, 1) * np.float32(0.5) + np.float32(0.5)
+        lum = self.level * np.exp(np.float32(self.step) * spokes)
+        Patch(np.stack([lum * self.alpha, self.alpha])).composite_onto(frame, self.x0, self.y0)
+
+
 class Scene:
     """A dim textured scene that moves; ``render(t_us)`` gives its (H, W) intensity."""
 
@@ -175,6 +206,10 @@ class Scene:
             "shake_hz": self.camera[3],
             "object_velocities_px_s": [[m.vx, m.vy] for m in self.movers],
         }
+        # Drawn last and only when enabled, so files without spinners keep their earlier random streams.
+        self.spinner = (_Spinner(cfg, rng, width, height, self.level)
+                        if cfg.spinner_prob > 0 and rng.random() < cfg.spinner_prob else None)
+        self.params["spinner"] = {} if self.spinner is None else self.spinner.params
 
     def camera_offset(self, t_us: np.ndarray | float) -> tuple[Any, Any]:
         """Camera displacement (px) at time(s) t: what world-fixed things move by in the image."""
@@ -192,6 +227,8 @@ class Scene:
         t = t_us * 1e-6
         for m in self.movers:
             m.patch.composite_onto(frame, m.x0 + m.vx * t, m.y0 + m.vy * t)
+        if self.spinner is not None:
+            self.spinner.composite_onto(frame, t_us)
         return frame
 
 
