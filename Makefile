@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# snakemake --lint, snakefmt and ruff, as .ci/run runs them (settings: pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[lint]'
+	$(BIN)/ruff check src tests benchmarks workflow_scripts
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'

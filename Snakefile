@@ -15,7 +15,7 @@ include: "rules/common.smk"
 
 
 onstart:
-    if workflow.executor_plugin.name == "slurm":
+    if workflow.executor_plugin.name in ("slurm", "evdenoise-slurm"):
         check_slurm_requests()
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def main() -> None:
     for channels in (1, 2):
         for assignment in ("nearest", "bilinear"):
             spec = VoxelSpec(BINS, channels, assignment)
-            fns = [lambda: encode(ev, 0, SPAN, spec), lambda: loop_encode(ev, spec)]
+            fns = [lambda spec=spec: encode(ev, 0, SPAN, spec), lambda spec=spec: loop_encode(ev, spec)]
             comparable = tonic is not None and (channels, assignment) == (1, "bilinear")
             ours, loop, *rest = best_times(fns + ([tonic] if comparable else []), args.repeats)
             tonic_cell = "n/a" if tonic is None else "-"
@@ -107,7 +108,7 @@ def main() -> None:
             # mask is given a prediction that keeps about 70 % of the input.
             pred = vox * 0.7 if strategy == "mask" else vox
             out = decode(pred, 0, SPAN, strategy, events_in=ev, spec=spec)
-            [seconds] = best_times([lambda: decode(pred, 0, SPAN, strategy, events_in=ev, spec=spec)], args.repeats)
+            [seconds] = best_times([lambda: decode(pred, 0, SPAN, strategy, events_in=ev, spec=spec)], args.repeats)  # noqa: B023 (called at once)
             counted, label = (n, "in") if strategy == "mask" else (len(out), "out")
             name = f"decode C={channels} {strategy}" + (" (bilinear prediction)" if assignment == "bilinear" else "")
             rows.append((name, mev(counted, seconds), "-", "-", label))

@@ -5,7 +5,8 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/quality_pretrained.py [--files 1] [--baseline results/model/model.pt]
 
 Held-out groups: six flare kinds (``KINDS``), each pushing its own factor past the training range of
-``config/pretrained.yaml``, at three sensor sizes (346x260, 640x480, and 1280x720, a size never trained on),
+``config/pretrained.yaml`` (in every training round: files are drawn from the base round's settings, so the
+set stays the same when a round is added), at three sensor sizes (346x260, 640x480, and 1280x720, a size never trained on),
 plus synthetic flare on the real recordings of ``../shared/data/real`` (never trained on). Every held-out
 file also flickers at 90 or 180 Hz, frequencies the training never drew (``HELDOUT_BASE``). Each file is
 denoised exactly as ``evdenoise denoise`` does it (``denoise_events`` with its defaults) and scored:
@@ -27,7 +28,8 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import pandas as pd
 import torch
@@ -38,7 +40,7 @@ from evdenoise.events import Events
 from evdenoise.filters import apply_filter
 from evdenoise.metrics import BENCHMARK_COLUMNS, file_metrics
 from evdenoise.plot import plot_events
-from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, write_card
+from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, round_configs, write_card
 from evdenoise.synth import SynthConfig, not_in, synthesize
 from quality import FILTERS, REAL_DIR, REAL_FILES, compact, read_pair, summarize, wins
 
@@ -55,7 +57,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "moving": {"source_moving_prob": 1.0, "source_world_prob": 0.0, "source_speed": (2.0, 3.0),  # <= 2.0
                "roll_deg_s": (45.0, 60.0)},  # <= 45 deg/s
     "dc": {"dc_prob": 1.0, "n_sources": (2, 3), "source_moving_prob": 1.0, "source_speed": (0.5, 2.0),
-           "source_enter_prob": 0.5},  # every source DC (training: 15 %)
+           "source_enter_prob": 0.5},  # every source DC (training: 15 %, then 30 % in the finetune round)
     "global_change": {"global_change_prob": 1.0, "global_change": (1.0, 1.5)},  # step <= 1.0 in log intensity
 }
 SEED = 5000  # the training files use seed 1000
@@ -204,11 +206,14 @@ def targets(scores: pd.DataFrame, shares: pd.DataFrame, name: str) -> list[str]:
     ]
 
 
-def heldout_definition(train_params: Mapping[str, Any]) -> str:
-    lines = ["| kind | held-out settings | training range |", "|---|---|---|"]
+def heldout_definition(rounds: Mapping[str, Mapping[str, Any]]) -> str:
+    """The held-out settings beside each training round's (``rounds``: round -> generator params)."""
+    lines = ["| kind | held-out settings | training range (" + " / ".join(rounds) + ") |", "|---|---|---|"]
     for kind, over in {"all files": HELDOUT_BASE, **KINDS}.items():
         held = ", ".join(f"{k}={json.dumps(v)}" for k, v in over.items())
-        trained = ", ".join(f"{k}={json.dumps(train_params.get(k, getattr(SynthConfig(), k)))}" for k in over)
+        trained = ", ".join(
+            f"{k}=" + " / ".join(dict.fromkeys(json.dumps(p.get(k, getattr(SynthConfig(), k))) for p in rounds.values()))
+            for k in over)
         lines.append(f"| {kind} | {held} | {trained} |")
     return "\n".join(lines)
 
@@ -222,7 +227,7 @@ def model_facts(path: Path) -> dict[str, Any]:
 
 
 def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], models: Mapping[str, Path],
-           train_params: Mapping[str, Any], files: int) -> tuple[str, str]:
+           rounds: Mapping[str, Mapping[str, Any]], files: int) -> tuple[str, str]:
     """(the whole markdown page, the part that goes into the model card)."""
     facts = model_facts(models["pretrained"])
     pooled = summarize(scores)
@@ -241,12 +246,13 @@ def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], 
         "# Pretrained model: quality on held-out data",
         "",
         f"Made by `.venv/bin/python benchmarks/quality_pretrained.py --files {files}"
-        + (" --baseline ..." if len(models) > 1 else "") + "`; model trained at commit "
+        + "".join(f" --baseline {p} --baseline-name {n}" for n, p in list(models.items())[1:])
+        + "`; model trained at commit "
         f"`{facts['commit']}` ({facts['steps']} steps, {facts['train_seconds'] / 3600:.2f} h). "
         "Flare removed: share of the noisy events that are not in the clean stream which the model drops; clean "
         "kept: share of the noisy events that are in the clean stream which it keeps. Metrics: E-Deflare's, per "
         "20 ms window; 'metrics won' counts those where the model beats raw input and every classical filter.",
-        "", "## Held-out groups", "", heldout_definition(train_params), "",
+        "", "## Held-out groups", "", heldout_definition(rounds), "",
         "## Results", "", card, "",
         "## Flare-free real recordings: share of events kept", "", real_table(models), "",
         "## Time per 100 ms file (CPU, this machine, one run)", "", timing_table(shares), "",
@@ -261,19 +267,21 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "quality_pretrained")
     ap.add_argument("--model", type=Path, default=MODEL_PATH)
     ap.add_argument("--baseline", type=Path, help="another model file to compare (e.g. results/model/model.pt)")
+    ap.add_argument("--baseline-name", default="baseline", help="its name in the tables")
     ap.add_argument("--files", type=int, default=1, help="files per held-out group")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     cfg = load_config(ROOT / "config" / "pretrained.yaml")
-    models = {"pretrained": args.model, **({"baseline": args.baseline} if args.baseline else {})}
+    models = {"pretrained": args.model, **({args.baseline_name: args.baseline} if args.baseline else {})}
     manifest = heldout_data(args.work, cfg["data"]["params"], args.files)
     pictures = ROOT / "benchmarks" / "quality_pretrained"
     scores, shares, pngs = score_all(manifest, models, pictures)
     scores.to_csv(args.work / "scores.csv", index=False)
     shares.to_csv(args.work / "shares.csv", index=False)
-    page, card = report(scores, shares, pngs, models, cfg["data"]["params"], args.files)
+    rounds = {name: r["data"]["params"] for name, r in round_configs(cfg).items()}
+    page, card = report(scores, shares, pngs, models, rounds, args.files)
     (ROOT / "benchmarks" / "quality_pretrained.md").write_text(page)
     if args.model.resolve() == MODEL_PATH:
         write_card(CARD_PATH, model_facts(args.model), cfg, quality=card)

@@ -29,8 +29,12 @@ FIGURE_SAMPLES = TEST[: config["evaluate"]["figures"]]
 PRETRAINED = config["model"].get("pretrained", False)
 MODEL = str(PRETRAINED_MODEL) if PRETRAINED else "results/model/model.pt"
 # The report also scores the shipped model on the same test files (when it is there and not the model itself).
-COMPARE_PRETRAINED = (config["evaluate"]["pretrained"] and not PRETRAINED and PRETRAINED_MODEL.is_file()
-                      and read_card_facts()["voxel"] == config["voxel"])
+COMPARE_PRETRAINED = (
+    config["evaluate"]["pretrained"]
+    and not PRETRAINED
+    and PRETRAINED_MODEL.is_file()
+    and read_card_facts()["voxel"] == config["voxel"]
+)
 RES = config["resources"]
 GPU = RES["gpu"]
 # Slurm placement (local runs ignore these resources): train and predict move to the GPU partition when
@@ -93,20 +97,32 @@ def benchmark_files(wildcards):
     return files
 
 
-def sized_request(rule):
-    """What a job of `rule` asks of Slurm, with the config keys behind train's and predict's sizes."""
+def sized_request(smk_rule):
+    """What a job of `smk_rule` asks of Slurm, with the config keys behind train's and predict's sizes."""
 
     def value(key):
-        return rule.resources.get(key).value
+        return smk_rule.resources.get(key).value
 
-    if rule.name in ("train", "predict"):
-        keys = {k: f"resources.{rule.name}_{k}" for k in ("threads", "mem_mb", "runtime")}
+    if smk_rule.name in ("train", "predict"):
+        keys = {k: f"resources.{smk_rule.name}_{k}" for k in ("threads", "mem_mb", "runtime")}
         keys |= {"gpus": "resources.gpu", "partition": "resources.gpu_partition" if GPU else "resources.cpu_partition"}
     else:
-        keys = {"threads": "threads", "mem_mb": "mem_mb", "runtime": "runtime", "gpus": "gpu",
-                "partition": "resources.cpu_partition"}
-    return Request(rule.name, value("slurm_partition"), value("_cores"), value("mem_mb"), value("runtime"),
-                   value("gpu") or 0, keys)
+        keys = {
+            "threads": "threads",
+            "mem_mb": "mem_mb",
+            "runtime": "runtime",
+            "gpus": "gpu",
+            "partition": "resources.cpu_partition",
+        }
+    return Request(
+        smk_rule.name,
+        value("slurm_partition"),
+        value("_cores"),
+        value("mem_mb"),
+        value("runtime"),
+        value("gpu") or 0,
+        keys,
+    )
 
 
 def check_slurm_requests():
@@ -118,9 +134,12 @@ def check_slurm_requests():
     rules = [r for r in workflow.rules if "slurm_partition" in r.resources]
     cores = workflow.resource_settings.cores
     requests = [sized_request(r) for r in rules]
-    problems = [f"{q.keys['threads']}={q.threads} of {q.rule} is capped by --cores {cores} "
-                "(run the Slurm profile with --workflow-profile none)"
-                for q in requests if cores is not None and q.threads > cores]
+    problems = [
+        f"{q.keys['threads']}={q.threads} of {q.rule} is capped by --cores {cores} "
+        "(run the Slurm profile with --workflow-profile none)"
+        for q in requests
+        if cores is not None and q.threads > cores
+    ]
     try:
         sinfo = subprocess.run(SINFO_ARGS, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as err:
@@ -129,12 +148,13 @@ def check_slurm_requests():
         raise WorkflowError(f"cannot read the Slurm nodes with {' '.join(SINFO_ARGS)}: {sinfo.stderr.strip()}")
     problems += request_problems(requests, parse_sinfo(sinfo.stdout))
     if problems:
-        raise WorkflowError("cluster request that cannot be met (config/config.yaml, resources):\n  "
-                            + "\n  ".join(problems))
+        raise WorkflowError(
+            "cluster request that cannot be met (config/config.yaml, resources):\n  " + "\n  ".join(problems)
+        )
 
 
 # The shipped model's rebuild (rules/pretrained.smk): its own config, independent of this one's data and model.
-PRE = load_pretrained_config(os.path.join(workflow.basedir, "config", "pretrained.yaml"))
+PRE = load_pretrained_config(os.path.join(workflow.basedir, config["pretrained_config"]))
 PRE_ROUNDS = pretrained_rounds(PRE)
 PRE_LAST = list(PRE_ROUNDS)[-1]  # the round whose model is shipped
 PRE_NAMES = {  # the same in every round (round_configs refuses other counts)

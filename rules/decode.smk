@@ -8,18 +8,18 @@ rule decode:
         noisy=noisy_of,
     output:
         "results/denoised/{sample}.h5",
-    params:
-        decode=as_json(config["decode"]),
     log:
         "results/logs/decode/{sample}.log",
     benchmark:
         "results/benchmarks/decode/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        decode=as_json(config["decode"]),
     script:
         "../workflow_scripts/decode.py"

@@ -8,21 +8,21 @@ rule evaluate:
         segments="results/segments/{sample}.h5",
     output:
         "results/metrics/{sample}.csv",
-    params:
-        evaluate=as_json(config["evaluate"]),
-        decode=as_json(config["decode"]),
-        voxel=as_json(config["voxel"]),
     log:
         "results/logs/evaluate/{sample}.log",
     benchmark:
         "results/benchmarks/evaluate/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        evaluate=as_json(config["evaluate"]),
+        decode=as_json(config["decode"]),
+        voxel=as_json(config["voxel"]),
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -47,13 +47,13 @@ rule summarize:
         "results/logs/summarize.log",
     benchmark:
         "results/benchmarks/summarize.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
     script:
         "../workflow_scripts/summarize.py"
 
@@ -82,12 +82,12 @@ rule sample_figures:
         "results/logs/sample_figures/{sample}.log",
     benchmark:
         "results/benchmarks/sample_figures/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
     script:
         "../workflow_scripts/sample_figures.py"

@@ -7,19 +7,19 @@ rule predict:
         voxels="results/voxels/{sample}.h5",
     output:
         "results/predicted/{sample}.h5",
-    params:
-        predict=as_json(config["predict"]),
     log:
         "results/logs/predict/{sample}.log",
     benchmark:
         "results/benchmarks/predict/{sample}.tsv"
-    threads: RES["predict_threads"]
-    resources:
-        mem_mb=RES["predict_mem_mb"],
-        runtime=RES["predict_runtime"],
-        **GPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: RES["predict_threads"]
+    resources:
+        **GPU_JOB,
+        mem_mb=RES["predict_mem_mb"],
+        runtime=RES["predict_runtime"],
+    params:
+        predict=as_json(config["predict"]),
     script:
         "../workflow_scripts/predict.py"
 

@@ -9,6 +9,15 @@ rule pretrained_synthesize:
         noisy=[pre_pair("{round}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
         clean=[pre_pair("{round}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
         manifest="results/pretrained/{round}/data/manifest.csv",
+    log:
+        "results/logs/pretrained/{round}/synthesize.log",
+    conda:
+        "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=4000,
+        runtime=120,
     params:
         synth=lambda w: as_json(
             {
@@ -23,15 +32,6 @@ rule pretrained_synthesize:
                 "params": PRE_ROUNDS[w.round]["data"]["params"],
             }
         ),
-    log:
-        "results/logs/pretrained/{round}/synthesize.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
-        **CPU_JOB,
-    conda:
-        "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -42,19 +42,19 @@ rule pretrained_split:
         clean=lambda w: [pre_pair(w.round, w.split, w.name, "clean")],
     output:
         "results/pretrained/{round}/segments/{split}/{name}.h5",
+    log:
+        "results/logs/pretrained/{round}/split/{split}/{name}.log",
+    conda:
+        "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
     params:
         windows=as_json(PRE["windows"]),
         width=None,
         height=None,
-    log:
-        "results/logs/pretrained/{round}/split/{split}/{name}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
-    conda:
-        "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/split.py"
 
@@ -64,17 +64,17 @@ rule pretrained_voxelize:
         "results/pretrained/{round}/segments/{split}/{name}.h5",
     output:
         "results/pretrained/{round}/voxels/{split}/{name}.h5",
-    params:
-        voxel=as_json(PRE["voxel"]),
     log:
         "results/logs/pretrained/{round}/voxelize/{split}/{name}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        voxel=as_json(PRE["voxel"]),
     script:
         "../workflow_scripts/voxelize.py"
 
@@ -87,19 +87,19 @@ rule pretrained_train:
     output:
         model="results/pretrained/{round}/model/model.pt",
         history="results/pretrained/{round}/model/history.csv",
+    log:
+        "results/logs/pretrained/{round}/train.log",
+    conda:
+        "../envs/evdenoise.yaml"
+    threads: PRE["threads"]
+    resources:
+        **GPU_JOB,
+        mem_mb=8000,
+        runtime=600,
     params:
         model=as_json(PRE["model"]),
         train=lambda w, input: as_json({**PRE_ROUNDS[w.round]["train"], "init": input.init[0] if input.init else None}),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    log:
-        "results/logs/pretrained/{round}/train.log",
-    threads: PRE["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=600,
-        **GPU_JOB,
-    conda:
-        "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/train.py"
 
@@ -110,18 +110,18 @@ rule pretrained:
         history=f"{pre_dir(PRE_LAST)}/model/history.csv",
     output:
         "results/pretrained/shipped.json",
+    log:
+        "results/logs/pretrained/ship.log",
+    conda:
+        "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=1000,
+        runtime=5,
     params:
         config=as_json(PRE),
         dest=str(PRETRAINED_DIR),
         repo=workflow.basedir,
-    log:
-        "results/logs/pretrained/ship.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-        **CPU_JOB,
-    conda:
-        "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/ship_pretrained.py"

@@ -14,13 +14,13 @@ rule training_curve:
         "results/logs/training_curve.log",
     benchmark:
         "results/benchmarks/training_curve.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=1000,
+        runtime=5,
     script:
         "../workflow_scripts/training_curve.py"
 
@@ -41,13 +41,13 @@ rule resources_table:
         ),
     log:
         "results/logs/resources_table.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=1000,
+        runtime=5,
     script:
         "../workflow_scripts/resources_table.py"
 
@@ -57,17 +57,17 @@ rule report:
         rules.all.input,
     output:
         "results/report.html",
+    log:
+        "results/logs/report.log",
+    conda:
+        "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
     params:
         config=config,
         snakefile=workflow.main_snakefile,
-    log:
-        "results/logs/report.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
-    conda:
-        "../envs/evdenoise.yaml"
     script:
         "../workflow_scripts/report.py"

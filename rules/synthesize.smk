@@ -8,18 +8,18 @@ if config["data"]["source"] == "synthetic":
             noisy=[str(SAMPLES[n].noisy) for n in TRAIN + VAL + TEST],
             clean=[str(SAMPLES[n].clean) for n in TRAIN + VAL + TEST],
             manifest=f"{SYN['root']}/manifest.csv",
-        params:
-            synth=as_json(SYN),
         log:
             "results/logs/synthesize.log",
         benchmark:
             "results/benchmarks/synthesize.tsv"
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=60,
-            **CPU_JOB,
         conda:
             "../envs/evdenoise.yaml"
+        threads: 1
+        resources:
+            **CPU_JOB,
+            mem_mb=4000,
+            runtime=60,
+        params:
+            synth=as_json(SYN),
         script:
             "../workflow_scripts/synthesize.py"

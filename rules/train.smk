@@ -15,20 +15,20 @@ rule train:
             caption="../report/history.rst",
             category="Training",
         ),
-    params:
-        model=as_json({k: v for k, v in config["model"].items() if k != "pretrained"}),
-        train=as_json(config["train"]),
-        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     log:
         "results/logs/train.log",
     benchmark:
         "results/benchmarks/train.tsv"
-    threads: RES["train_threads"]
-    resources:
-        mem_mb=RES["train_mem_mb"],
-        runtime=RES["train_runtime"],
-        **GPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: RES["train_threads"]
+    resources:
+        **GPU_JOB,
+        mem_mb=RES["train_mem_mb"],
+        runtime=RES["train_runtime"],
+    params:
+        model=as_json({k: v for k, v in config["model"].items() if k != "pretrained"}),
+        train=as_json(config["train"]),
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     script:
         "../workflow_scripts/train.py"

@@ -6,18 +6,18 @@ rule voxelize:
         "results/segments/{sample}.h5",
     output:
         "results/voxels/{sample}.h5",
-    params:
-        voxel=as_json(config["voxel"]),
     log:
         "results/logs/voxelize/{sample}.log",
     benchmark:
         "results/benchmarks/voxelize/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-        **CPU_JOB,
     conda:
         "../envs/evdenoise.yaml"
+    threads: 1
+    resources:
+        **CPU_JOB,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        voxel=as_json(config["voxel"]),
     script:
         "../workflow_scripts/voxelize.py"

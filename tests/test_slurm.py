@@ -68,7 +68,7 @@ class JobRecorder:
             if self._stop.wait(2):
                 return
 
-    def __enter__(self) -> "JobRecorder":
+    def __enter__(self) -> JobRecorder:
         self._thread.start()
         return self
 
@@ -94,7 +94,7 @@ def smk_slurm(workdir: Path, env: dict, *args: str, config: str = "config.yaml")
     """
     cmd = ["timeout", "-k", "10", str(RUN_TIMEOUT_S), sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
            "--configfile", config, "--profile", str(REPO / "profiles/slurm"), "--workflow-profile", "none",
-           "--slurm-init-seconds-before-status-checks", "2", *args]
+           "--evdenoise-slurm-init-seconds-before-status-checks", "2", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
 
 
@@ -170,3 +170,26 @@ def test_job_that_slurm_ends_fails_the_run_instead_of_hanging(cluster: dict, tmp
     assert proc.returncode not in (0, 124, 137), out[-3000:]
     assert "SLURM status is: 'CANCELLED'" in out
     print(f"cancelled job noticed, run ended: {elapsed:.0f} s")
+
+
+@pytest.mark.parametrize("squeue", ["exit 0", "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1"],
+                         ids=["forgets_the_job", "fails"])
+def test_job_squeue_never_lists_fails_the_run_after_the_lost_job_timeout(cluster: dict, tmp_path: Path,
+                                                                         squeue: str) -> None:
+    # An squeue that lists nothing (a job purged before any check saw it) or always fails: the plugin alone
+    # would wait forever; the run must end by itself, with the error naming the lost job.
+    wd = make_workdir(tmp_path)
+    (wd / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": RESOURCES}))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")
+    (fake / "squeue").chmod(0o755)
+    env = {**cluster, "PATH": f"{fake}:{cluster['PATH']}"}
+    started = time.monotonic()
+    proc = smk_slurm(wd, env, "--retries", "0", "--evdenoise-slurm-lost-job-timeout", "5",
+                     "results/segments/synth_test_0000.h5")
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode not in (0, 124, 137), out[-3000:]
+    assert re.search(r"SLURM-job '\d+' is lost: no status query has listed it for \d+ s", out), out[-3000:]
+    print(f"lost job noticed, run ended: {elapsed:.0f} s")

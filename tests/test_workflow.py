@@ -42,7 +42,7 @@ def smk(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
     return proc
 
 
-def planned_jobs(workdir: Path, *args: str, **changes: dict) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, **changes: dict | str) -> dict[str, int]:
     """Rule -> job count of what Snakemake would run now (from a dry run's job stats).
 
     ``changes`` update sections of the tiny config for this dry run only.
@@ -50,8 +50,8 @@ def planned_jobs(workdir: Path, *args: str, **changes: dict) -> dict[str, int]:
     config = "config.yaml"
     if changes:
         config = "changed.yaml"
-        (workdir / config).write_text(yaml.safe_dump({k: {**TINY.get(k, {}), **v} for k, v in changes.items()}
-                                                     | {k: v for k, v in TINY.items() if k not in changes}))
+        changed = {k: {**TINY.get(k, {}), **v} if isinstance(v, dict) else v for k, v in changes.items()}
+        (workdir / config).write_text(yaml.safe_dump(changed | {k: v for k, v in TINY.items() if k not in changes}))
     out = smk(workdir, "-n", *args, config=config).stdout
     if "Nothing to be done" in out:
         return {}
@@ -214,11 +214,16 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
     from evdenoise.pretrained import load_config, round_configs
 
     cfg = load_config(REPO / "config" / "pretrained.yaml")
-    rounds, files = round_configs(cfg), sum(cfg["data"]["counts"].values())
-    jobs = planned_jobs(built, "pretrained")
-    assert jobs == {"pretrained_synthesize": len(rounds), "pretrained_split": files * len(rounds),
-                    "pretrained_voxelize": files * len(rounds), "pretrained_train": len(rounds), "pretrained": 1}
-    plan = smk(built, "-n", "-p", "results/pretrained/finetune/model/model.pt").stdout
+    files = sum(cfg["data"]["counts"].values())
+    two_rounds = built / "pretrained_two_rounds.yaml"  # the shipped config has one round; a finetune adds one
+    two_rounds.write_text(yaml.safe_dump({**cfg, "finetune": {"data": {"seed": 5}, "train": {"steps": 3}}}))
+    for config, rounds in ((str(REPO / "config" / "pretrained.yaml"), 1), (str(two_rounds), 2)):
+        assert len(round_configs(load_config(config))) == rounds
+        jobs = planned_jobs(built, "pretrained", pretrained_config=config)
+        assert jobs == {"pretrained_synthesize": rounds, "pretrained_split": files * rounds,
+                        "pretrained_voxelize": files * rounds, "pretrained_train": rounds, "pretrained": 1}
+    (built / "two.yaml").write_text(yaml.safe_dump({**TINY, "pretrained_config": str(two_rounds)}))
+    plan = smk(built, "-n", "-p", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
     assert "results/pretrained/base/model/model.pt" in plan  # the finetune round starts from base's model
 
 

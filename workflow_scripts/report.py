@@ -17,6 +17,7 @@ with logged(snakemake.log[0]):
     # --nolock because this job's own Snakemake holds the directory lock.
     with atomic_path(out) as tmp:
         tmp_html = tmp.with_suffix(".html")
-        subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--snakefile", snakemake.params.snakefile, "--configfile", str(config_file),
-                        "--report", str(tmp_html)], check=True, stdout=sys.stdout, stderr=sys.stderr)
+        subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--snakefile", snakemake.params.snakefile,
+                        "--configfile", str(config_file), "--report", str(tmp_html)],
+                       check=True, stdout=sys.stdout, stderr=sys.stderr)
         tmp_html.replace(tmp)

@@ -5,21 +5,38 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from .events import EventFileError
+from .formats import TextFormat
 
 log = logging.getLogger("evdenoise")
+
+
+def _text(args: argparse.Namespace) -> TextFormat:
+    return TextFormat(columns=args.columns, time_unit=args.time_unit)
 
 
 def _check(args: argparse.Namespace) -> None:
     from .events import read_events
 
     for path in args.files:
-        e = read_events(path, width=args.width, height=args.height)
+        e = read_events(path, width=args.width, height=args.height, text=_text(args))
         span = (int(e.t[-1]) - int(e.t[0])) if len(e) else 0
         print(f"{path}: {len(e)} events, {e.width}x{e.height}, {span} us, "
               f"{int((e.p > 0).sum())} ON / {int((e.p < 0).sum())} OFF")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from .stages import convert_dir, convert_file
+
+    kw = dict(width=args.width, height=args.height, sort=args.sort, text=_text(args))
+    if Path(args.input).is_dir():
+        outs = convert_dir(args.input, args.output, **kw)
+        print(f"{len(outs)} files -> {args.output}")
+    else:
+        e = convert_file(args.input, args.output, **kw)
+        print(f"{args.input}: {len(e)} events, {e.width}x{e.height} -> {args.output}")
 
 
 def _split(args: argparse.Namespace) -> None:
@@ -68,7 +85,7 @@ def _train(args: argparse.Namespace) -> None:
 def _h5s(paths: Sequence[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
-        out += sorted(p.glob("*.h5")) if p.is_dir() else [p]
+        out += sorted(p.glob("*.h5")) if p.is_dir() else [p]  # voxel files: always this project's HDF5
     return out
 
 
@@ -114,10 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--width", type=int, help="sensor width when the file has no width attribute")
         p.add_argument("--height", type=int, help="sensor height when the file has no height attribute")
 
-    p = sub.add_parser("check", help="validate event files and print a summary")
+    def text(p: argparse.ArgumentParser) -> None:
+        defaults = TextFormat()
+        p.add_argument("--columns", default=defaults.columns, help="CSV/TXT column order, a permutation of txyp")
+        p.add_argument("--time-unit", choices=["us", "s"], default=defaults.time_unit, help="CSV/TXT timestamps")
+
+    p = sub.add_parser("check", help="validate event files (any format of evdenoise.formats) and print a summary")
     p.add_argument("files", nargs="+")
     sensor(p)
+    text(p)
     p.set_defaults(func=_check)
+
+    p = sub.add_parser("convert", help="an event file in any format (or a folder of them) -> HDF5 (/events/{t,x,y,p})")
+    p.add_argument("input")
+    p.add_argument("output", help="output .h5 file, or folder when the input is a folder")
+    p.add_argument("--sort", action="store_true", help="sort timestamps that decrease instead of failing")
+    sensor(p)
+    text(p)
+    p.set_defaults(func=_convert)
 
     p = sub.add_parser("split", help="cut a file (and its clean partner) into fixed windows")
     p.add_argument("noisy")
@@ -161,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder (model.pt, history.csv, checkpoints)")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("denoise", help="denoise an event file, or every .h5 file of a folder")
+    p = sub.add_parser("denoise", help="denoise an event file (any format), or every event file of a folder, into HDF5")
     p.add_argument("--model", help="model file (default: the pretrained model shipped with evdenoise)")
     p.add_argument("input")
     p.add_argument("output")

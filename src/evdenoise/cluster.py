@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 # One line per node and partition: partition (default marked "*"), CPUs, memory (MB), GRES, time limit.
 SINFO_ARGS = ("sinfo", "--noheader", "--Node", "--format=%P|%c|%m|%G|%l")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -30,7 +31,7 @@ class Augment:
     polarity_swap: bool = True  # C=1: negate; C=2: swap the ON/OFF channels
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "Augment":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Augment:
         d = dict(d or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoint import DEFAULT_DECODE, load_model
 from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
 from .events import Events, read_events, write_events
+from .formats import EVENT_SUFFIXES, event_files
 from .infer import DEFAULT_MODE, predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
 from .windows import merge, windows_for
@@ -83,17 +84,17 @@ def denoise_file(in_path: PathLike, out_path: PathLike, model_path: PathLike, *,
     return Path(out_path)
 
 
-def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, pattern: str = "*.h5",
-                decode: str | None = None, mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto",
-                seed: int = 0, sort: bool = False, progress: bool = True, **predict_kw: Any) -> list[Path]:
-    """Denoise every file of ``in_dir`` matching ``pattern`` into ``out_dir`` (same names); loads the model once."""
-    files = sorted(Path(in_dir).glob(pattern))
+def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, decode: str | None = None,
+                mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0, sort: bool = False,
+                progress: bool = True, **predict_kw: Any) -> list[Path]:
+    """Denoise every event file of ``in_dir`` (any format) into ``out_dir/<stem>.h5``, loading the model once."""
+    files = event_files(in_dir)
     if not files:
-        raise FileNotFoundError(f"{in_dir}: no files match {pattern!r}")
+        raise FileNotFoundError(f"{in_dir}: no event files ({', '.join(EVENT_SUFFIXES)})")
     model, meta = load_model(model_path, resolve_device(device))
     outs = []
     for f in tqdm(files, desc="files", unit="file", disable=not progress):
-        out = Path(out_dir) / f.name
+        out = Path(out_dir) / f"{f.stem}.h5"
         _denoise_file(f, out, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,
                       seed=seed, sort=sort, progress=progress, **predict_kw)
         outs.append(out)

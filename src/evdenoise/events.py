@@ -12,25 +12,22 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers Blosc, zstd, LZ4... with h5py: DSEC files read as they are)
 import numpy as np
 
 from . import __version__
+from .errors import EventFileError
+
+if TYPE_CHECKING:
+    from .formats import TextFormat
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("t", "x", "y", "p")
-
-
-class EventFileError(ValueError):
-    """A bad event file; the message names the file and the problem."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,11 @@ class Events:
     height: int
 
     @classmethod
-    def empty(cls, width: int, height: int) -> "Events":
+    def empty(cls, width: int, height: int) -> Events:
         return cls.from_arrays([], [], [], [], width, height)
 
     @classmethod
-    def from_arrays(cls, t: Any, x: Any, y: Any, p: Any, width: int, height: int) -> "Events":
+    def from_arrays(cls, t: Any, x: Any, y: Any, p: Any, width: int, height: int) -> Events:
         """Build with canonical dtypes; polarity p > 0 -> +1, else -1."""
         p = np.asarray(p)
         return cls(
@@ -64,20 +61,20 @@ class Events:
     def __len__(self) -> int:
         return int(self.t.shape[0])
 
-    def select(self, index: Any) -> "Events":
+    def select(self, index: Any) -> Events:
         """Events at ``index`` (slice, integer array or boolean mask)."""
         return Events(self.t[index], self.x[index], self.y[index], self.p[index], self.width, self.height)
 
-    def between(self, t0: int, t1: int) -> "Events":
+    def between(self, t0: int, t1: int) -> Events:
         """Events with t0 <= t < t1 (binary search; the stream must be sorted)."""
         i0, i1 = np.searchsorted(self.t, [t0, t1], side="left")
         return self.select(slice(int(i0), int(i1)))
 
-    def sorted(self) -> "Events":
+    def sorted(self) -> Events:
         return self.select(np.argsort(self.t, kind="stable"))
 
     @staticmethod
-    def concatenate(parts: list["Events"], width: int | None = None, height: int | None = None) -> "Events":
+    def concatenate(parts: list[Events], width: int | None = None, height: int | None = None) -> Events:
         if not parts:
             if width is None or height is None:
                 raise ValueError("concatenating no parts needs width and height")
@@ -88,7 +85,7 @@ class Events:
             height=parts[0].height if height is None else height,
         )
 
-    def equals(self, other: "Events") -> bool:
+    def equals(self, other: Events) -> bool:
         return (self.width, self.height) == (other.width, other.height) and all(
             np.array_equal(getattr(self, f), getattr(other, f)) for f in FIELDS
         )
@@ -102,11 +99,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would survive the rename: give open()'s mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
@@ -224,20 +228,30 @@ def read_group(f: h5py.File, path: str | os.PathLike, group: str = "events", wid
 
 
 def read_events(path: str | os.PathLike, width: int | None = None, height: int | None = None,
-                sort: bool = False, group: str = "events") -> Events:
-    """Read and validate a whole event file.
+                sort: bool = False, group: str = "events", text: TextFormat | None = None) -> Events:
+    """Read and validate a whole event file in any format of ``evdenoise.formats`` (by its suffix).
 
-    Sensor size comes from the file's ``width``/``height`` attributes, else from the
-    arguments, else from the largest coordinates (logged). Timestamps get the file's
-    ``t_offset`` (attribute or DSEC-style root dataset) added. Decreasing timestamps are an
-    error unless ``sort``. Raises EventFileError naming the file and the problem.
+    Sensor size comes from the file (HDF5 ``width``/``height`` attributes, a camera file's
+    header), else from the arguments, else from the largest coordinates (logged). HDF5
+    timestamps get the file's ``t_offset`` (attribute or DSEC-style root dataset) added.
+    Decreasing timestamps are an error unless ``sort``. ``text`` lays out CSV/TXT columns.
+    Raises EventFileError naming the file and the problem.
     """
+    from .formats import is_hdf5, read_foreign
+
+    if not is_hdf5(path):
+        raw, attrs = read_foreign(path, text)
+        return _validated(path, raw, attrs, width, height, sort, where="events")
     with open_h5(path) as f:
         return read_group(f, path, group, width, height, sort)
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Root attributes of an HDF5 file."""
+    """Root attributes of an HDF5 file; none for other formats (their sensor size is read with the events)."""
+    from .formats import is_hdf5
+
+    if not is_hdf5(path):
+        return {}
     with open_h5(path) as f:
         return dict(f.attrs)
 

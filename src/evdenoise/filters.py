@@ -15,7 +15,8 @@ the smallest k that differs from the BAF). Inputs must be time-sorted.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 

@@ -10,7 +10,7 @@ Four ways to handle a frame size other than the training crops:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -5,7 +5,8 @@ so validation can add both over batches and ranks before dividing.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -167,7 +168,7 @@ def plot_history(history_csv: PathLike, out_path: PathLike, dpi: int = 100) -> N
     _save(fig, out_path, dpi)
 
 
-def plot_resources(table: "pd.DataFrame", out_path: PathLike, dpi: int = 100) -> None:
+def plot_resources(table: pd.DataFrame, out_path: PathLike, dpi: int = 100) -> None:
     """Total wall time and peak memory per workflow rule (from ``resources.benchmark_table``)."""
     fig = Figure(figsize=(10, 0.35 * len(table) + 1.2), layout="constrained")
     time_ax, mem_ax = fig.subplots(1, 2, sharey=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import traceback
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

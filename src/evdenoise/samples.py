@@ -10,7 +10,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
+
+from .formats import EVENT_SUFFIXES, event_files
 
 SPLITS = ("train", "val", "test", "infer")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -69,14 +72,19 @@ def _pairs_in(noisy_dir: Path, clean_dir: Path, noisy_suffix: str, clean_suffix:
     if not clean_dir.is_dir():
         raise SampleError(f"clean folder {clean_dir} does not exist")
     pairs = []
-    for noisy in sorted(noisy_dir.glob(f"*{noisy_suffix}.h5")):
-        stem = noisy.name[: -len(f"{noisy_suffix}.h5")]
-        clean = clean_dir / f"{stem}{clean_suffix}.h5"
-        if not clean.is_file():
-            raise SampleError(f"{noisy} has no clean partner: expected {clean}")
+    clean_files = {f.stem: f for f in reversed(event_files(clean_dir))}  # one per stem: .h5 before others
+    for noisy in event_files(noisy_dir):
+        if not noisy.stem.endswith(noisy_suffix):
+            continue
+        stem = noisy.stem[: len(noisy.stem) - len(noisy_suffix)]
+        clean = clean_files.get(f"{stem}{clean_suffix}")
+        if clean is None:
+            raise SampleError(f"{noisy} has no clean partner: expected {clean_dir / stem}{clean_suffix}.h5 "
+                              f"(or another event format)")
         pairs.append((stem, noisy, clean))
     if not pairs:
-        raise SampleError(f"no files matching *{noisy_suffix}.h5 in {noisy_dir}")
+        raise SampleError(f"no event files named *{noisy_suffix}.<{'|'.join(s[1:] for s in EVENT_SUFFIXES)}> "
+                          f"in {noisy_dir}")
     return pairs
 
 
@@ -99,11 +107,11 @@ def folder_samples(cfg: Mapping[str, Any]) -> list[Sample]:
 
 
 def inference_samples(folder: str | Path) -> list[Sample]:
-    """Every .h5 file of an inference folder; no clean partners, so never evaluated."""
+    """Every event file (any format) of an inference folder; no clean partners, so never evaluated."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SampleError(f"inference folder {folder} does not exist")
-    return [Sample(p.stem, "infer", p, None) for p in sorted(folder.glob("*.h5"))]
+    return [Sample(p.stem, "infer", p, None) for p in event_files(folder)]
 
 
 def build_samples(data_cfg: Mapping[str, Any]) -> list[Sample]:

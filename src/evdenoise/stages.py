@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,36 @@ import pandas as pd
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
 from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
 from .events import Events, read_events, write_events
+from .formats import EVENT_SUFFIXES, TextFormat, event_files
 from .voxel import VoxelSpec, encode_windows
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
+
+def convert_file(src: PathLike, dst: PathLike, *, width: int | None = None, height: int | None = None,
+                 sort: bool = False, text: TextFormat | None = None) -> Events:
+    """Any readable event file (``evdenoise.formats``) -> this project's HDF5 layout, validated, atomically."""
+    events = read_events(src, width=width, height=height, sort=sort, text=text)
+    write_events(dst, events, attrs={"converted_from": str(src)}, producer="evdenoise.convert")
+    log.info("%s: %d events, %dx%d -> %s", src, len(events), events.width, events.height, dst)
+    return events
+
+
+def convert_dir(src: PathLike, dst: PathLike, **kw: object) -> list[Path]:
+    """Every event file of folder ``src`` -> ``dst/<stem>.h5``; stems must not collide."""
+    files = event_files(src)
+    if not files:
+        raise FileNotFoundError(f"{src}: no event files ({', '.join(EVENT_SUFFIXES)})")
+    stems = [f.stem for f in files]
+    if len(set(stems)) < len(stems):
+        twins = sorted({s for s in stems if stems.count(s) > 1})
+        raise ValueError(f"{src}: files {twins} differ only in their suffix; they would convert to the same file")
+    outs = [Path(dst) / f"{f.stem}.h5" for f in files]
+    for f, out in zip(files, outs):
+        convert_file(f, out, **kw)
+    return outs
 
 
 def split_file(noisy: PathLike, clean: PathLike | None, out: PathLike, *, segment_us: int = 20000,

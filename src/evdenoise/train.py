@@ -23,7 +23,8 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -122,7 +123,7 @@ class TrainConfig:
             raise bad("augment", "must be an Augment")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TrainConfig:
         """Build from a plain dict (YAML); unknown keys are an error that lists the known ones."""
         d = dict(d or {})
         known = [f.name for f in fields(cls)]
@@ -165,7 +166,7 @@ class _Dist:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "_Dist":
+    def from_env(cls) -> _Dist:
         """Rank layout torchrun sets in the environment; a plain run is one process."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:

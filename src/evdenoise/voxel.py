@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
@@ -223,8 +224,8 @@ def resize(x: Array, size: tuple[int, int], mode: str = "area", preserve_sum: bo
 class NormStats:
     """Per-grid mean and std of the non-zero cells (shape: leading axes + four 1s)."""
 
-    mean: "np.ndarray | torch.Tensor"
-    std: "np.ndarray | torch.Tensor"
+    mean: np.ndarray | torch.Tensor
+    std: np.ndarray | torch.Tensor
 
 
 def _grid_axes(x: Array) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ two sides of every training pair cover exactly the same time span.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -66,18 +66,18 @@ class Windows:
         inside[inside] = t[inside] < self.end[idx[inside]]
         return np.where(inside, idx, -1)
 
-    def select(self, index: int | slice | np.ndarray) -> "Windows":
+    def select(self, index: int | slice | np.ndarray) -> Windows:
         """A subset of the windows (``index`` as for numpy; an int keeps one window)."""
         if isinstance(index, (int, np.integer)):
             index = slice(int(index), int(index) + 1 or None)
         return Windows(self.start[index], self.end[index], self.partial[index], self.grid)
 
-    def equals(self, other: "Windows") -> bool:
+    def equals(self, other: Windows) -> bool:
         return self.grid == other.grid and all(
             np.array_equal(getattr(self, f), getattr(other, f)) for f in ("start", "end", "partial"))
 
     @staticmethod
-    def empty(grid: str = "relative") -> "Windows":
+    def empty(grid: str = "relative") -> Windows:
         return Windows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), grid)
 
 

@@ -5,7 +5,8 @@ every key but ``name`` goes to the builder as a keyword argument.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from torch import nn
 

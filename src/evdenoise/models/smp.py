@@ -17,7 +17,8 @@ The library works on (N, C, H, W, D) and down-samples every axis by 2 per encode
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn

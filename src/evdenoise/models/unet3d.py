@@ -11,15 +11,16 @@ input times a sigmoid; what the ``mask`` decoder does with events) or ``"direct"
 Speed on CPU: inside the network the time axis is moved last, (N, C, H, W, B), because PyTorch sends batch-1
 3-D convolutions whose N*C*D*H is small to its slow native kernel instead of oneDNN (3-7x slower here); with H
 in front of the 8 bins every convolution takes the oneDNN path. ``space_to_depth=s`` (default 2) folds each
-s x s pixel block into channels before the first convolution and unfolds the output (lossless, as in FFDNet), so the network runs at half resolution with all
-information kept. oneDNN convolutions with fewer than 16 channels run ~20x below peak on CPU, so full-resolution
+s x s pixel block into channels before the first convolution and unfolds the output (lossless, as in FFDNet),
+so the network runs at half resolution with all information kept. oneDNN convolutions with fewer than 16
+channels run ~20x below peak on CPU, so full-resolution
 layers with 8 channels are slower than half-resolution layers with 16: keep f_maps >= 16 and use
 space_to_depth rather than thin full-resolution layers. The (2+1)-D factorisation cuts the multiply-adds 2.1x
 but the time less (its 1x1x3 convolutions run at low efficiency on CPU); see benchmarks/bench_model.py.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -244,7 +245,7 @@ class SynthConfig:
                 raise bad(name, f"choose from {known}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SynthConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SynthConfig:
         """Build from a plain mapping (YAML); unknown keys are an error naming them."""
         d = dict(d or {})
         known = {f.name for f in fields(cls)}

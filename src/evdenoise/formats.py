@@ -1,0 +1,136 @@
+"""Event files in camera and data-set formats other than this project's HDF5 layout.
+
+Camera formats go through ``faery`` (Rust decoders, maintained by the ICNS group, one reader for Prophesee
+``.raw`` EVT 2.0/2.1/3.0 and ``.dat``, iniVation AEDAT4 and ``.es``, with writers for the same formats, which the
+tests use for round trips). ``evlib`` covers the same formats but pulls polars, pyarrow and pandera in;
+``aedat`` reads AEDAT4 only; ``expelliarmus`` reads Prophesee formats only and was last released in 2023.
+Text files go through pandas, NumPy files through NumPy. Every reader returns raw ``t, x, y, p`` arrays and
+the attributes the file carries (sensor size where it has one); ``events.read_events`` validates them the same
+way for every format.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import EventFileError
+
+if TYPE_CHECKING:  # numpy, faery and pandas load only when a file is read: the workflow imports this module to plan
+    import numpy as np
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+CAMERA_SUFFIXES = {".raw": "evt", ".dat": "dat", ".aedat4": "aedat", ".es": "es"}
+TEXT_SUFFIXES = {".csv": ",", ".txt": r"\s+"}
+NUMPY_SUFFIXES = (".npy", ".npz")
+EVENT_SUFFIXES = (*HDF5_SUFFIXES, *CAMERA_SUFFIXES, *TEXT_SUFFIXES, *NUMPY_SUFFIXES)
+# Field names other tools use for the same thing, so a .npy/.npz from them reads as is.
+_ALIASES = {"t": ("t", "ts", "timestamp", "timestamps"), "x": ("x",), "y": ("y",),
+            "p": ("p", "on", "polarity", "pol")}
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a CSV/TXT event file is laid out: column order (a permutation of ``txyp``) and time unit."""
+
+    columns: str = "txyp"
+    time_unit: str = "us"  # "us" (integers) or "s" (decimal seconds, as many data sets write them)
+
+    def __post_init__(self) -> None:
+        if sorted(self.columns) != sorted("txyp"):
+            raise ValueError(f"text columns {self.columns!r}: give the order of t, x, y, p, e.g. 'txyp' or 'xytp'")
+        if self.time_unit not in ("us", "s"):
+            raise ValueError(f"text time unit {self.time_unit!r}: 'us' or 's'")
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in HDF5_SUFFIXES
+
+
+def event_files(folder: str | os.PathLike) -> list[Path]:
+    """Every file of ``folder`` in a readable event format, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EVENT_SUFFIXES)
+
+
+def read_foreign(path: str | os.PathLike, text: TextFormat | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Raw ``{t, x, y, p}`` arrays and attributes of a non-HDF5 event file, chosen by its suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise EventFileError(path, "file does not exist")
+    if suffix in CAMERA_SUFFIXES:
+        return _read_camera(path, CAMERA_SUFFIXES[suffix])
+    if suffix in TEXT_SUFFIXES:
+        return _read_text(path, TEXT_SUFFIXES[suffix], text or TextFormat()), {}
+    if suffix in NUMPY_SUFFIXES:
+        return _read_numpy(path), {}
+    raise EventFileError(path, f"unknown event file type {suffix!r}; readable: {', '.join(EVENT_SUFFIXES)}")
+
+
+def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    import faery
+    import numpy as np
+
+    if file_type in ("evt", "dat") and _first_byte(path) != b"%":
+        # faery decodes any bytes after a missing header (as a 1280x720 EVT stream): refuse instead
+        raise EventFileError(path, f"no Prophesee header ('%' lines) at the start of this .{path.suffix[1:]} file")
+    try:
+        stream = faery.events_stream_from_file(path, file_type=file_type)
+        width, height = stream.dimensions()
+        chunks = list(stream)
+    except Exception as err:  # faery raises bare Exceptions (and Rust panics) for every decoding problem
+        raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
+    a = np.concatenate(chunks) if chunks else np.zeros(0, dtype=faery.EVENTS_DTYPE)
+    raw = {"t": a["t"].astype(np.int64), "x": a["x"], "y": a["y"], "p": a["on"]}
+    return raw, {"width": int(width), "height": int(height)}
+
+
+def _read_text(path: Path, separator: str, fmt: TextFormat) -> dict[str, np.ndarray]:
+    import numpy as np
+    import pandas as pd
+
+    with path.open() as f:
+        first = f.readline().replace(",", " ").split()
+    has_header = bool(first) and not all(_is_number(v) for v in first)
+    try:
+        table = pd.read_csv(path, sep=separator, header=0 if has_header else None, comment="#",
+                            usecols=range(4), names=list(fmt.columns), engine="c" if separator == "," else "python")
+    except (ValueError, pd.errors.ParserError) as err:
+        raise EventFileError(path, f"cannot read as {fmt.columns} text columns ({err})") from None
+    raw = {k: table[k].to_numpy() for k in _ALIASES}
+    if fmt.time_unit == "s":
+        raw["t"] = np.round(raw["t"].astype(np.float64) * 1e6)
+    elif raw["t"].dtype.kind == "f" and not np.array_equal(raw["t"], np.round(raw["t"])):
+        raise EventFileError(path, "timestamps are not whole microseconds; for seconds pass --time-unit s")
+    return raw
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_numpy(path: Path) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise EventFileError(path, f"not a readable NumPy file ({err})") from None
+    names = set(loaded.files) if isinstance(loaded, np.lib.npyio.NpzFile) else set(loaded.dtype.names or ())
+    raw = {}
+    for field, aliases in _ALIASES.items():
+        found = next((a for a in aliases if a in names), None)
+        if found is None:
+            raise EventFileError(path, f"no {field!r} field (looked for {', '.join(aliases)}); has {sorted(names)}")
+        raw[field] = np.asarray(loaded[found])
+    return raw
+
+
+def _first_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(1)

@@ -1,0 +1,133 @@
+"""Event formats: each reader against the HDF5 conversion, DSEC's compressed layout, bad files, file modes."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import faery
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+from evdenoise.cli import main
+from evdenoise.events import EventFileError, Events, read_events, write_events
+from evdenoise.formats import TextFormat, event_files
+from evdenoise.samples import folder_samples, inference_samples
+
+FORMATS_DIR = Path(__file__).resolve().parents[2] / "shared/data/formats"
+EVT3 = FORMATS_DIR / "prophesee_evt3_1280x720_street.raw"
+# (suffix, faery writer options): every camera format faery writes (its EVT 2.1 encoder is not implemented)
+CAMERA = [(".raw", {"version": "evt3"}), (".raw", {"version": "evt2"}),
+          (".dat", {}), (".aedat4", {}), (".es", {})]
+
+
+def _faery_write(events: Events, path: Path, **kw: object) -> Path:
+    a = np.zeros(len(events), dtype=faery.EVENTS_DTYPE)
+    a["t"], a["x"], a["y"], a["on"] = events.t, events.x, events.y, events.p > 0
+    faery.events_stream_from_array(a, (events.width, events.height)).to_file(path, zero_t0=False, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def spinner(real_dir: Path) -> Events:
+    return read_events(real_dir / "prophesee_640x480_spinner.h5")
+
+
+def test_the_real_evt3_sample_reads_with_its_sensor_size_and_converts_to_the_same_events(tmp_path: Path) -> None:
+    events = read_events(EVT3)
+    assert (events.width, events.height) == (1280, 720)  # from the file's header, not a fallback
+    assert len(events) > 200_000 and np.all(np.diff(events.t) >= 0)
+    assert set(np.unique(events.p).tolist()) == {-1, 1}
+    assert main(["convert", str(EVT3), str(tmp_path / "street.h5")]) == 0
+    assert read_events(tmp_path / "street.h5").equals(events)
+
+
+@pytest.mark.parametrize(("suffix", "kw"), CAMERA, ids=[f"{s}-{k.get('version', '')}" for s, k in CAMERA])
+def test_each_camera_format_gives_the_events_of_the_hdf5_file(tmp_path: Path, spinner: Events, suffix: str,
+                                                              kw: dict[str, str]) -> None:
+    path = _faery_write(spinner, tmp_path / f"spinner{suffix}", **kw)
+    got = read_events(path)
+    assert got.equals(spinner)
+
+
+def test_text_columns_and_units_are_configurable(tmp_path: Path, tiny_events) -> None:
+    e = tiny_events(n=300, width=40, height=30)
+    p01 = (e.p > 0).astype(int)
+    path = tmp_path / "events.txt"  # space-separated, seconds, x y t p order, no header (as data sets ship them)
+    np.savetxt(path, np.column_stack([e.x, e.y, e.t / 1e6, p01]), fmt=["%d", "%d", "%.6f", "%d"])
+    got = read_events(path, width=40, height=30, text=TextFormat(columns="xytp", time_unit="s"))
+    assert got.equals(e)
+    csv = tmp_path / "events.csv"
+    csv.write_text("t,x,y,p\n" + "".join(f"{t},{x},{y},{p}\n" for t, x, y, p in zip(e.t, e.x, e.y, e.p)))
+    assert read_events(csv, width=40, height=30).equals(e)
+    with pytest.raises(EventFileError, match="--time-unit s"):
+        read_events(path, width=40, height=30, text=TextFormat(columns="xytp"))
+
+
+def test_numpy_files_with_named_fields(tmp_path: Path, tiny_events) -> None:
+    e = tiny_events(n=100, width=20, height=10)
+    np.savez(tmp_path / "a.npz", t=e.t, x=e.x, y=e.y, p=e.p)
+    rec = np.rec.fromarrays([e.t, e.x, e.y, e.p > 0], names="timestamp,x,y,polarity")
+    np.save(tmp_path / "b.npy", rec)
+    assert read_events(tmp_path / "a.npz", width=20, height=10).equals(e)
+    assert read_events(tmp_path / "b.npy", width=20, height=10).equals(e)
+    np.savez(tmp_path / "c.npz", t=e.t, x=e.x, y=e.y)
+    with pytest.raises(EventFileError, match="no 'p' field"):
+        read_events(tmp_path / "c.npz")
+
+
+def test_dsec_layout_blosc_compressed_with_t_offset_reads(tmp_path: Path, tiny_events) -> None:
+    e = tiny_events(n=5000, width=640, height=480, duration=50_000)
+    path = tmp_path / "events.h5"
+    offset = 1_000_000_000
+    with h5py.File(path, "w") as f:  # DSEC: relative t, 0/1 polarity, no size attributes, Blosc/zstd chunks
+        g = f.create_group("events")
+        for name, a in (("t", e.t.astype(np.uint32)), ("x", e.x), ("y", e.y), ("p", (e.p > 0).astype(np.uint8))):
+            g.create_dataset(name, data=a, chunks=(1024,), **hdf5plugin.Blosc(cname="zstd"))
+        f["t_offset"] = np.int64(offset)
+        f["ms_to_idx"] = np.searchsorted(e.t, np.arange(0, 51) * 1000).astype(np.uint64)
+    got = read_events(path, width=640, height=480)
+    assert np.array_equal(got.t, e.t + offset) and np.array_equal(got.p, e.p) and np.array_equal(got.x, e.x)
+
+
+@pytest.mark.parametrize("suffix", [".raw", ".dat", ".aedat4", ".es", ".csv", ".npy", ".npz", ".h5"])
+def test_a_bad_file_in_each_format_fails_naming_it_with_no_output(tmp_path: Path, capsys, suffix: str) -> None:
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(b"not events at all\n" * 4)
+    out = tmp_path / "out.h5"
+    assert main(["convert", str(bad), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert not out.exists() and not list(tmp_path.glob(".out.h5.*"))
+
+
+def test_outputs_get_the_umask_mode_not_mkstemps(tmp_path: Path, tiny_events) -> None:
+    old = os.umask(0o022)
+    try:
+        write_events(tmp_path / "a.h5", tiny_events())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.h5").stat().st_mode) == 0o644
+
+
+def test_folders_of_any_format_feed_convert_inference_and_pairs(tmp_path: Path, spinner: Events) -> None:
+    short = spinner.between(int(spinner.t[0]), int(spinner.t[0]) + 5000)
+    (tmp_path / "in").mkdir()
+    _faery_write(short, tmp_path / "in" / "cam.raw", version="evt3")
+    _faery_write(short, tmp_path / "in" / "ini.aedat4")
+    (tmp_path / "in" / "notes.md").write_text("not an event file")
+    assert [p.name for p in event_files(tmp_path / "in")] == ["cam.raw", "ini.aedat4"]
+    assert [s.name for s in inference_samples(tmp_path / "in")] == ["cam", "ini"]
+    assert main(["convert", str(tmp_path / "in"), str(tmp_path / "out")]) == 0
+    assert read_events(tmp_path / "out" / "ini.h5").equals(short)
+    for split in ("train", "val", "test"):
+        for kind, suffix in (("noisy", "_bg_flare"), ("clean", "_bg_light")):
+            (tmp_path / kind / split).mkdir(parents=True)
+            _faery_write(short, tmp_path / kind / split / f"s{split}{suffix}.es")
+    cfg = {"noisy": tmp_path / "noisy", "clean": tmp_path / "clean", "noisy_suffix": "_bg_flare",
+           "clean_suffix": "_bg_light", "split_by": "folders"}
+    samples = folder_samples(cfg)
+    assert [(s.name, s.split, s.clean.suffix) for s in samples] == [
+        ("strain", "train", ".es"), ("sval", "val", ".es"), ("stest", "test", ".es")]
