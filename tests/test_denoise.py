@@ -79,8 +79,48 @@ def test_empty_and_bad_inputs(tmp_path: Path) -> None:
     write_events(empty, Events.empty(32, 16), attrs={"source": "test"})
     out = denoise_file(empty, tmp_path / "out.h5", model, progress=False)
     assert len(read_events(out)) == 0 and read_attrs(out)["width"] == 32
-    with pytest.raises(FileNotFoundError, match="no files match"):
+    with pytest.raises(FileNotFoundError, match="nothing: no such folder"):
         denoise_dir(tmp_path / "nothing", tmp_path / "o", model)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("no events here")
+    with pytest.raises(FileNotFoundError, match="notes: no event files"):
+        denoise_dir(tmp_path / "notes", tmp_path / "o", model)
     shutil.copy(PERSON, tmp_path / "in.h5")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         denoise_file(tmp_path / "in.h5", tmp_path / "o.h5", tmp_path / "missing.pt")
+
+
+def test_streamed_file_gives_exactly_the_in_memory_events_whatever_the_block(tmp_path: Path, monkeypatch) -> None:
+    import functools
+
+    import evdenoise.denoise as dn
+    from evdenoise.events import stream_events
+
+    model = model_file(tmp_path / "unet.pt", {"name": "unet3d", "f_maps": [4, 8]}, channels=2)
+    full = read_events(PERSON)
+    events = full.between(int(full.t[0]), int(full.t[0]) + 90_000)
+    write_events(tmp_path / "in.h5", events, attrs=read_attrs(PERSON))
+    expected = denoise_events(events, model, decode="sample", device="cpu", seed=3)
+    for block in (997, 1 << 22):  # windows and runs of windows cut across blocks, or one block
+        monkeypatch.setattr(dn, "stream_events", functools.partial(stream_events, block=block))
+        out = denoise_file(tmp_path / "in.h5", tmp_path / f"out{block}.h5", model, decode="sample", device="cpu",
+                           seed=3, progress=False)
+        assert read_events(out).equals(expected)
+
+
+def test_a_multi_day_gap_costs_no_memory_or_windows(tmp_path: Path) -> None:
+    import tracemalloc
+
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    full = read_events(PERSON)
+    burst = full.between(int(full.t[0]), int(full.t[0]) + 30_000)
+    days = 3 * 86_400 * 10**6  # 13 million 20 ms windows between the bursts
+    later = Events(burst.t + days, burst.x, burst.y, burst.p, burst.width, burst.height)
+    events = Events.concatenate([burst, later])
+    write_events(tmp_path / "gap.h5", events)
+    tracemalloc.start()
+    out = denoise_file(tmp_path / "gap.h5", tmp_path / "out.h5", model, device="cpu", progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert read_events(out).equals(events)  # identity + mask: every event back, both bursts
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # a window per 20 ms of the gap would be GBs

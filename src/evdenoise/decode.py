@@ -263,9 +263,12 @@ def decode(vox: np.ndarray, t0: int, t1: int, strategy: str, *, events_in: Event
 def within_input(out: Events, events: Events) -> Events:
     """Decoded events inside the input's time range: decoders spread events over whole
     windows, and the last window may reach past the input's last event."""
-    if len(events) and len(out):
-        out = out.select((out.t >= events.t[0]) & (out.t <= events.t[-1]))
-    return out
+    return within(out, int(events.t[0]), int(events.t[-1])) if len(events) else out
+
+
+def within(out: Events, t_first: int, t_last: int) -> Events:
+    """Events with ``t_first <= t <= t_last``."""
+    return out.select((out.t >= t_first) & (out.t <= t_last)) if len(out) else out
 
 
 def output_attrs(in_path: str | os.PathLike, strategy: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import DEFAULT_DECODE, load_model
-from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
-from .events import Events, read_events, write_events
+from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within
+from .events import Events, event_writer, stream_events
 from .formats import EVENT_SUFFIXES, event_files
 from .infer import DEFAULT_MODE, predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
-from .windows import merge, windows_for
+from .windows import merge, window_chunks
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +31,30 @@ PathLike = str | os.PathLike
 CHUNK_WINDOWS = 32  # windows encoded, predicted and decoded together
 
 
-def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, decode: str | None, mode: str,
-             batch_size: int, device: str, seed: int, progress: bool, keep_threshold: float = DEFAULT_KEEP_THRESHOLD,
-             **predict_kw: Any) -> Events:
-    windows = windows_for(events, int(meta["segment_us"]), str(meta.get("grid", "relative")))
+def _denoised_chunks(blocks: Iterable[Events], t_first: int, t_last: int, model: nn.Module, meta: dict[str, Any], *,
+                     decode: str | None, mode: str, batch_size: int, device: str, seed: int,
+                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD, **predict_kw: Any) -> Iterator[tuple[int, int, Events]]:
+    """(input events, windows, denoised events) per run of CHUNK_WINDOWS windows holding events, in time order."""
     spec = VoxelSpec(**meta["voxel"])
     strategy = decode or meta.get("decode", DEFAULT_DECODE)
-    train_size = meta.get("train_size")
-    parts = []
-    starts = range(0, len(windows), CHUNK_WINDOWS)
-    for k, i in enumerate(tqdm(starts, desc="windows", unit="chunk", disable=not progress, leave=False)):
-        sub = windows.select(slice(i, i + CHUNK_WINDOWS))
-        ev = events.between(int(sub.start[0]), int(sub.end[-1]))
-        pred = predict_voxels(model, encode_windows(ev, sub, spec), mode=mode, train_size=train_size,
+    runs = window_chunks(blocks, t_first, t_last, int(meta["segment_us"]), str(meta.get("grid", "relative")),
+                         CHUNK_WINDOWS)
+    for k, (sub, ev) in enumerate(runs):
+        pred = predict_voxels(model, encode_windows(ev, sub, spec), mode=mode, train_size=meta.get("train_size"),
                               batch_size=batch_size, device=device, **predict_kw)
-        # One independent stream per chunk: the result does not depend on how many chunks ran before.
-        chunk_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        parts.append(decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=chunk_seed,
-                                    keep_threshold=keep_threshold))
-    return within_input(merge(parts, events.width, events.height), events)
+        # One independent stream per run: the result does not depend on how many runs came before.
+        run_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        out = decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=run_seed, keep_threshold=keep_threshold)
+        out = within(out, t_first, t_last)
+        yield len(ev), len(sub), out if len(out) < 2 or np.all(np.diff(out.t) >= 0) else out.sorted()
+
+
+def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, progress: bool, **kw: Any) -> Events:
+    if not len(events):
+        return Events.empty(events.width, events.height)
+    chunks = _denoised_chunks([events], int(events.t[0]), int(events.t[-1]), model, meta, **kw)
+    parts = [out for _, _, out in tqdm(chunks, desc="windows", unit="chunk", disable=not progress, leave=False)]
+    return merge(parts, events.width, events.height)
 
 
 def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = DEFAULT_MODE,
@@ -64,28 +71,38 @@ def denoise_events(events: Events, model_path: PathLike, *, decode: str | None =
                     seed=seed, progress=progress, **predict_kw)
 
 
-def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[str, Any], *, sort: bool,
-                  progress: bool, **kw: Any) -> Events:
-    events = read_events(in_path, sort=sort)
-    out = _denoise(events, model, meta, progress=progress, **kw)
+def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[str, Any], *, progress: bool,
+                  **kw: Any) -> int:
+    """Stream ``in_path`` through the model into ``out_path``: memory bounded by a block and a run of windows."""
+    info, blocks = stream_events(in_path)
     attrs = output_attrs(in_path, kw.get("decode") or meta.get("decode", DEFAULT_DECODE))
-    write_events(out_path, out, attrs=attrs, producer="evdenoise.denoise")
-    log.info("%s: %d -> %d events -> %s", in_path, len(events), len(out), out_path)
-    return out
+    kept = windows = 0
+    start = time.perf_counter()
+    bar = tqdm(total=info.count, desc=in_path.name, unit="ev", unit_scale=True, disable=not progress, leave=False)
+    with event_writer(out_path, info.width, info.height, attrs, producer="evdenoise.denoise") as append, bar:
+        for n_in, n_windows, out in _denoised_chunks(blocks, info.t_first, info.t_last, model, meta, **kw):
+            append(out)
+            kept, windows = kept + len(out), windows + n_windows
+            bar.update(n_in)
+            bar.set_postfix(windows=windows)
+    seconds = max(time.perf_counter() - start, 1e-9)
+    log.info("%s: %d -> %d events in %d windows -> %s (%.0f events/s, %.1f windows/s)", in_path, info.count, kept,
+             windows, out_path, info.count / seconds, windows / seconds)
+    return kept
 
 
 def denoise_file(in_path: PathLike, out_path: PathLike, model_path: PathLike, *, decode: str | None = None,
-                 mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0, sort: bool = False,
+                 mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0,
                  progress: bool = True, **predict_kw: Any) -> Path:
     """Denoise one event file into ``out_path`` (atomic), keeping the input's root attributes."""
     model, meta = load_model(model_path, resolve_device(device))
     _denoise_file(Path(in_path), Path(out_path), model, meta, decode=decode, mode=mode, batch_size=batch_size,
-                  device=device, seed=seed, sort=sort, progress=progress, **predict_kw)
+                  device=device, seed=seed, progress=progress, **predict_kw)
     return Path(out_path)
 
 
 def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, decode: str | None = None,
-                mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0, sort: bool = False,
+                mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0,
                 progress: bool = True, **predict_kw: Any) -> list[Path]:
     """Denoise every event file of ``in_dir`` (any format) into ``out_dir/<stem>.h5``, loading the model once."""
     files = event_files(in_dir)
@@ -96,6 +113,6 @@ def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, de
     for f in tqdm(files, desc="files", unit="file", disable=not progress):
         out = Path(out_dir) / f"{f.stem}.h5"
         _denoise_file(f, out, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,
-                      seed=seed, sort=sort, progress=progress, **predict_kw)
+                      seed=seed, progress=progress, **predict_kw)
         outs.append(out)
     return outs

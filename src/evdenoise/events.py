@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers Blosc, zstd, LZ4... with h5py: DSEC files read as they are)
@@ -246,6 +246,70 @@ def read_events(path: str | os.PathLike, width: int | None = None, height: int |
         return read_group(f, path, group, width, height, sort)
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """What is known of an event file before its events are read."""
+
+    count: int
+    t_first: int
+    t_last: int
+    width: int
+    height: int
+
+
+BLOCK_EVENTS = 1 << 22  # events read at once when streaming an HDF5 file (about 60 MB)
+
+
+def stream_events(path: str | os.PathLike, width: int | None = None, height: int | None = None,
+                  text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> tuple[StreamInfo, Iterator[Events]]:
+    """The file's facts and an iterator over its events in sorted, validated blocks of at most ``block``.
+
+    HDF5 files are read a block at a time (memory bounded whatever the length); other formats are read
+    whole, as one block. Raises EventFileError as :func:`read_events` does, also for a decrease of the
+    timestamps across blocks.
+    """
+    from .formats import is_hdf5
+
+    if not is_hdf5(path):
+        events = read_events(path, width, height, text=text)
+        t = (int(events.t[0]), int(events.t[-1])) if len(events) else (0, 0)
+        return StreamInfo(len(events), *t, events.width, events.height), iter([events])
+    with open_h5(path) as f:
+        g = _events_group(path, f, "events")
+        attrs = _group_attrs(path, f, g)
+        n, offset = int(g["t"].shape[0]), int(attrs.get("t_offset", 0))
+        w, h = _stream_size(path, g, attrs, width, height, block)
+        t = (int(g["t"][0]) + offset, int(g["t"][n - 1]) + offset) if n else (0, 0)
+    return StreamInfo(n, *t, w, h), _h5_blocks(path, n, w, h, block)
+
+
+def _stream_size(path: str | os.PathLike, g: h5py.Group, attrs: Mapping[str, Any], width: int | None,
+                 height: int | None, block: int) -> tuple[int, int]:
+    if ("width" in attrs and "height" in attrs) or (width is not None and height is not None):
+        return _sensor_size(path, attrs, np.zeros(0), np.zeros(0), width, height)
+    n = g["x"].shape[0]
+    peak = [max((int(g[k][i:i + block].max()) for i in range(0, n, block)), default=0) for k in ("x", "y")]
+    return _sensor_size(path, {}, np.array([peak[0]]), np.array([peak[1]]), None, None)
+
+
+def _h5_blocks(path: str | os.PathLike, n: int, width: int, height: int, block: int) -> Iterator[Events]:
+    last = np.iinfo(np.int64).min
+    with open_h5(path) as f:
+        g = _events_group(path, f, "events")
+        attrs = _group_attrs(path, f, g)
+        for i in range(0, n, block):
+            try:
+                raw = {k: g[k][i:i + block] for k in FIELDS}
+            except (OSError, ValueError) as err:
+                raise EventFileError(path, f"cannot read /events ({err}); is the file truncated?") from None
+            events = _validated(path, raw, attrs, width, height, sort=False)
+            if len(events) and events.t[0] < last:
+                raise EventFileError(path, f"timestamps decrease at index {i} ({last} -> {int(events.t[0])}); "
+                                           "sort the file first (evdenoise convert --sort)")
+            last = int(events.t[-1]) if len(events) else last
+            yield events
+
+
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
     """Root attributes of an HDF5 file; none for other formats (their sensor size is read with the events)."""
     from .formats import is_hdf5
@@ -287,13 +351,45 @@ def read_window(path: str | os.PathLike, t0: int, t1: int, width: int | None = N
     return _validated(path, raw, attrs, width, height, sort=False, where=f"/{group}")
 
 
+def _event_datasets(g: h5py.Group, n: int, chunk: int | None = None) -> list[h5py.Dataset]:
+    """Typed, chunked, compressed, resizable ``t, x, y, p`` datasets of length ``n`` under ``g``."""
+    dtypes = (np.int64, np.uint16, np.uint16, np.int8)
+    chunk = chunk or min(max(n, 1), 1 << 16)
+    return [g.create_dataset(name, shape=(n,), dtype=dt, chunks=(chunk,), compression="gzip",
+                             compression_opts=4, shuffle=True, maxshape=(None,)) for name, dt in zip(FIELDS, dtypes)]
+
+
 def write_events_group(f: h5py.File, events: Events, group: str = "events") -> None:
-    """Write ``events`` as typed, chunked, compressed datasets under ``group`` of an open file."""
-    g = f.require_group(group)
-    n = len(events)
-    for name, a in zip(FIELDS, (events.t, events.x, events.y, events.p)):
-        g.create_dataset(name, data=a, chunks=(min(max(n, 1), 1 << 16),), compression="gzip",
-                         compression_opts=4, shuffle=True, maxshape=(None,))
+    """Write ``events`` under ``group`` of an open file."""
+    for ds, a in zip(_event_datasets(f.require_group(group), len(events)), (events.t, events.x, events.y, events.p)):
+        ds[...] = a
+
+
+@contextmanager
+def event_writer(path: str | os.PathLike, width: int, height: int, attrs: Mapping[str, Any] | None = None,
+                 producer: str = "evdenoise") -> Iterator[Callable[[Events], None]]:
+    """Yield ``append(events)`` that adds sorted events to an event file written atomically (renamed in
+    place when the block ends without error), so a long stream never has to be in memory at once."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in (attrs or {}).items():
+            if k != "t_offset":  # timestamps are written with any offset already applied
+                f.attrs[k] = v
+        f.attrs.update({"width": width, "height": height, "producer": f"{producer} (evdenoise {__version__})"})
+        datasets = _event_datasets(f.create_group("events"), 0, chunk=1 << 16)
+        last = [np.iinfo(np.int64).min]
+
+        def append(events: Events) -> None:
+            if not len(events):
+                return
+            if events.t[0] < last[0] or np.any(np.diff(events.t) < 0):
+                raise ValueError(f"{path}: events appended out of time order")
+            n = datasets[0].shape[0]
+            for ds, a in zip(datasets, (events.t, events.x, events.y, events.p)):
+                ds.resize((n + len(a),))
+                ds[n:] = a
+            last[0] = int(events.t[-1])
+
+        yield append
 
 
 def write_events(path: str | os.PathLike, events: Events, attrs: Mapping[str, Any] | None = None,
@@ -301,11 +397,5 @@ def write_events(path: str | os.PathLike, events: Events, attrs: Mapping[str, An
     """Atomically write a sorted event file with width/height/producer attributes."""
     if len(events) > 1 and np.any(np.diff(events.t) < 0):
         events = events.sorted()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for k, v in (attrs or {}).items():
-            if k != "t_offset":  # timestamps are written with any offset already applied
-                f.attrs[k] = v
-        f.attrs["width"] = events.width
-        f.attrs["height"] = events.height
-        f.attrs["producer"] = f"{producer} (evdenoise {__version__})"
-        write_events_group(f, events)
+    with event_writer(path, events.width, events.height, attrs, producer) as append:
+        append(events)

@@ -50,6 +50,8 @@ def is_hdf5(path: str | os.PathLike) -> bool:
 
 def event_files(folder: str | os.PathLike) -> list[Path]:
     """Every file of ``folder`` in a readable event format, sorted by name."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EVENT_SUFFIXES)
 
 

@@ -7,7 +7,7 @@ two sides of every training pair cover exactly the same time span.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -95,13 +95,53 @@ def make_windows(t_first: int, t_last: int, segment_us: int = 20000, grid: str =
         raise ValueError(f"t_last ({t_last}) is before t_first ({t_first})")
     if grid not in GRIDS:
         raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-    origin = t_first if grid == "relative" else (t_first // segment_us) * segment_us
+    origin = window_origin(t_first, segment_us, grid)
     count = (t_last - origin) // segment_us + 1
-    start = origin + segment_us * np.arange(count, dtype=np.int64)
+    return windows_at(np.arange(count, dtype=np.int64), t_first, t_last, segment_us, grid)
+
+
+def window_origin(t_first: int, segment_us: int, grid: str) -> int:
+    """Start of window 0: the first event (relative grid) or the multiple of ``segment_us`` below it."""
+    return int(t_first) if grid == "relative" else (int(t_first) // segment_us) * segment_us
+
+
+def windows_at(index: np.ndarray, t_first: int, t_last: int, segment_us: int, grid: str) -> Windows:
+    """The windows numbered ``index`` (sorted) of the grid over a stream spanning ``t_first..t_last``."""
+    start = window_origin(t_first, segment_us, grid) + segment_us * np.asarray(index, dtype=np.int64)
     end = start + segment_us
     # A window is partial when the data does not reach both of its ends.
     partial = (end > t_last + 1) | (start < t_first)
     return Windows(start, end, partial, grid)
+
+
+def window_chunks(blocks: Iterable[Events], t_first: int, t_last: int, segment_us: int, grid: str,
+                  chunk: int) -> Iterator[tuple[Windows, Events]]:
+    """Consecutive runs of ``chunk`` windows *holding events* and their events, from a sorted stream read in blocks.
+
+    Windows without events are never made, so a gap of days costs nothing; the runs depend only on the
+    stream, not on how it was cut into blocks (an in-memory stream is one block).
+    """
+    origin = window_origin(t_first, segment_us, grid)
+    carry: list[Events] = []
+    for block, last in _with_last(blocks):
+        events = Events.concatenate([*carry, block])
+        ids, first = np.unique((events.t - origin) // segment_us, return_index=True)
+        # Hold back the last window (the next block may continue it) and any run shorter than ``chunk``.
+        ready = len(ids) if last else (len(ids) - 1) // chunk * chunk
+        for i in range(0, ready, chunk):
+            stop = first[i + chunk] if i + chunk < len(ids) else len(events)
+            yield windows_at(ids[i:i + chunk], t_first, t_last, segment_us, grid), events.select(slice(first[i], stop))
+        carry = [events.select(slice(first[ready], None))] if ready < len(ids) else []
+
+
+def _with_last(items: Iterable[Events]) -> Iterator[tuple[Events, bool]]:
+    it = iter(items)
+    previous = next(it, None)
+    for item in it:
+        yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True
 
 
 def windows_for(events: Events, segment_us: int = 20000, grid: str = "relative") -> Windows:
