@@ -218,12 +218,13 @@ def test_errors(tiny_events) -> None:
         decode(vox, 0, 100, "mask", events_in=tiny_events(10, width=5, height=4))
 
 
-def test_within_input_drops_decoded_events_past_the_input(tiny_events) -> None:
-    from evdenoise.decode import within_input
+def test_decode_runs_keeps_decoded_events_inside_the_input(tiny_events) -> None:
+    from evdenoise.decode import decode_runs, run_seed
 
     events = tiny_events(50, t0=1000, duration=30_000)
     windows = windows_for(events, segment_us=20_000)  # the last window reaches past the input
-    out = decode_windows(encode_windows(events, windows, VoxelSpec()), windows, "spread", seed=0)
-    kept = within_input(out, events)
+    vox = encode_windows(events, windows, VoxelSpec())
+    out = decode_windows(vox, windows, "spread", seed=run_seed(0, 0))  # two windows: one run
+    kept = decode_runs(vox, windows, "spread", events_in=events, spec=VoxelSpec(), seed=0)
     assert kept.t.min() >= events.t[0] and kept.t.max() <= events.t[-1]
     assert len(kept) == np.count_nonzero((out.t >= events.t[0]) & (out.t <= events.t[-1]))

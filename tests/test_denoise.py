@@ -124,3 +124,31 @@ def test_a_multi_day_gap_costs_no_memory_or_windows(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert read_events(out).equals(events)  # identity + mask: every event back, both bursts
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # a window per 20 ms of the gap would be GBs
+
+
+def test_workflow_stages_and_the_cli_give_the_same_events(tmp_path: Path) -> None:
+    """split -> voxelize -> predict -> decode (the workflow's rules) against ``evdenoise denoise``: one path."""
+    from evdenoise.stages import decode_file, predict_file, split_file, voxelize_file
+    from evdenoise.voxel import VoxelSpec
+
+    torch.manual_seed(1)
+    cfg = {"name": "unet3d", "f_maps": [4, 8], "in_channels": 2}
+    model = build_model(cfg)
+    with torch.no_grad():  # a fresh U-Net is the identity: perturb it so decoding has choices to make
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    spec = {"bins": 8, "channels": 2, "assignment": "bilinear"}
+    save_model(tmp_path / "m.pt", model, {"model": cfg, "voxel": spec, "segment_us": 20000, "grid": "relative",
+                                          "train_size": [64, 64], "decode": "sample"})
+    full = read_events(PERSON)
+    write_events(tmp_path / "in.h5", full.between(int(full.t[0]), int(full.t[0]) + 70_000), attrs=read_attrs(PERSON))
+    split_file(tmp_path / "in.h5", None, tmp_path / "seg.h5")
+    voxelize_file(tmp_path / "seg.h5", tmp_path / "vox.h5", VoxelSpec(**spec))
+    predict_file(tmp_path / "m.pt", tmp_path / "vox.h5", tmp_path / "pred.h5", device="cpu")
+    for strategy in ("sample", "mask"):
+        decode_file(tmp_path / "pred.h5", tmp_path / "seg.h5", tmp_path / "in.h5", tmp_path / f"wf_{strategy}.h5",
+                    strategy=strategy, seed=5)
+        cli = denoise_file(tmp_path / "in.h5", tmp_path / f"cli_{strategy}.h5", tmp_path / "m.pt", decode=strategy,
+                           device="cpu", seed=5, progress=False)
+        wf = read_events(tmp_path / f"wf_{strategy}.h5")
+        assert 0 < len(wf) and read_events(cli).equals(wf)

@@ -37,10 +37,11 @@ from numba import njit
 
 from .events import Events, read_attrs
 from .voxel import VoxelSpec, bilinear_split, encode_windows
-from .windows import Windows
+from .windows import Windows, merge, window_chunks
 
 STRATEGIES = ("sample", "spread", "mask")
 DEFAULT_KEEP_THRESHOLD = 0.25
+RUN_WINDOWS = 8  # windows decoded together (streaming: encoded and predicted too); bounds memory (bench_denoise)
 _DROPPED_ATTRS = ("width", "height", "producer", "t_offset")  # rewritten by write_events / baked into t
 
 
@@ -260,14 +261,32 @@ def decode(vox: np.ndarray, t0: int, t1: int, strategy: str, *, events_in: Event
                           keep_threshold=keep_threshold)
 
 
-def within_input(out: Events, events: Events) -> Events:
-    """Decoded events inside the input's time range: decoders spread events over whole
-    windows, and the last window may reach past the input's last event."""
-    return within(out, int(events.t[0]), int(events.t[-1])) if len(events) else out
+def run_seed(seed: int, k: int) -> int:
+    """Seed of the k-th run of windows: one independent stream per run, whatever ran before it."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def decode_runs(pred: np.ndarray, windows: Windows, strategy: str, *, events_in: Events, spec: VoxelSpec,
+                seed: int = 0, keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> Events:
+    """Decode a file's predictions as ``evdenoise denoise`` does: runs of RUN_WINDOWS windows that hold input
+    events, run k seeded by ``run_seed(seed, k)``, kept inside the input's time range. ``windows`` must be the
+    grid over ``events_in`` (``windows_for``); windows without input events decode to nothing."""
+    if not len(events_in):
+        return Events.empty(events_in.width, events_in.height)
+    t_first, t_last = int(events_in.t[0]), int(events_in.t[-1])
+    parts = []
+    runs = window_chunks([events_in], t_first, t_last, windows.segment_us, windows.grid, RUN_WINDOWS)
+    for k, (sub, ev) in enumerate(runs):
+        rows = np.searchsorted(windows.start, sub.start)
+        out = decode_windows(pred[rows], sub, strategy, events_in=ev, spec=spec, seed=run_seed(seed, k),
+                             keep_threshold=keep_threshold)
+        parts.append(within(out, t_first, t_last))
+    return merge(parts, events_in.width, events_in.height)
 
 
 def within(out: Events, t_first: int, t_last: int) -> Events:
-    """Events with ``t_first <= t <= t_last``."""
+    """Events with ``t_first <= t <= t_last``: decoders spread events over whole windows, and the last
+    window may reach past the input's last event."""
     return out.select((out.t >= t_first) & (out.t <= t_last)) if len(out) else out
 
 

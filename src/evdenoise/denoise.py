@@ -1,8 +1,10 @@
 """Denoise event files with a trained model, outside Snakemake.
 
-read -> windows -> voxels -> predict -> decode -> merge -> write, a chunk of windows at a time
-so long recordings never need all their voxels in memory at once. Settings (window length,
-grid, voxel spec, default decode strategy) come from the model file.
+A file streams through read (blocks of events) -> runs of RUN_WINDOWS windows that hold events -> voxels ->
+predict -> decode -> append to the output, so memory stays bounded whatever the recording's length and a time
+gap costs nothing. Decoding is ``decode.decode_runs``'s (same runs, same seeds), so the workflow's decode rule
+gives the same events for the same model, file and seed. Settings (window length, grid, voxel spec, default
+decode strategy) come from the model file.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import DEFAULT_DECODE, load_model
-from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within
+from .decode import DEFAULT_KEEP_THRESHOLD, RUN_WINDOWS, decode_windows, output_attrs, run_seed, within
 from .events import Events, event_writer, stream_events
 from .formats import EVENT_SUFFIXES, event_files
 from .infer import DEFAULT_MODE, predict_voxels, resolve_device
@@ -28,23 +30,21 @@ from .windows import merge, window_chunks
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-CHUNK_WINDOWS = 32  # windows encoded, predicted and decoded together
 
 
 def _denoised_chunks(blocks: Iterable[Events], t_first: int, t_last: int, model: nn.Module, meta: dict[str, Any], *,
                      decode: str | None, mode: str, batch_size: int, device: str, seed: int,
                      keep_threshold: float = DEFAULT_KEEP_THRESHOLD, **predict_kw: Any) -> Iterator[tuple[int, int, Events]]:
-    """(input events, windows, denoised events) per run of CHUNK_WINDOWS windows holding events, in time order."""
+    """(input events, windows, denoised events) per run of RUN_WINDOWS windows holding events, in time order."""
     spec = VoxelSpec(**meta["voxel"])
     strategy = decode or meta.get("decode", DEFAULT_DECODE)
     runs = window_chunks(blocks, t_first, t_last, int(meta["segment_us"]), str(meta.get("grid", "relative")),
-                         CHUNK_WINDOWS)
+                         RUN_WINDOWS)
     for k, (sub, ev) in enumerate(runs):
         pred = predict_voxels(model, encode_windows(ev, sub, spec), mode=mode, train_size=meta.get("train_size"),
                               batch_size=batch_size, device=device, **predict_kw)
-        # One independent stream per run: the result does not depend on how many runs came before.
-        run_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        out = decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=run_seed, keep_threshold=keep_threshold)
+        out = decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=run_seed(seed, k),
+                             keep_threshold=keep_threshold)
         out = within(out, t_first, t_last)
         yield len(ev), len(sub), out if len(out) < 2 or np.all(np.diff(out.t) >= 0) else out.sorted()
 

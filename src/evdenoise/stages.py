@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
-from .decode import DEFAULT_KEEP_THRESHOLD, decode_windows, output_attrs, within_input
+from .decode import DEFAULT_KEEP_THRESHOLD, decode_runs, output_attrs
 from .events import Events, read_events, write_events
 from .formats import EVENT_SUFFIXES, TextFormat, event_files
 from .voxel import VoxelSpec, encode_windows
@@ -112,9 +112,8 @@ def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out
     (``mask`` keeps a subset of the file's own input events)."""
     vm = voxel_meta(predicted)
     seg = read_segments(segments)
-    events = decode_windows(read_voxels(predicted, "pred"), seg.windows, strategy, events_in=seg.raw, spec=vm.spec,
-                            seed=seed, keep_threshold=keep_threshold)
-    events = within_input(events, seg.raw)
+    events = decode_runs(read_voxels(predicted, "pred"), seg.windows, strategy, events_in=seg.raw, spec=vm.spec,
+                         seed=seed, keep_threshold=keep_threshold)
     write_events(out, events, attrs=output_attrs(original, strategy))
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
@@ -138,13 +137,13 @@ def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baseline
             vox = encode_windows(seg.raw, seg.windows, spec)
             for d in decodes:
                 if d != "mask":
-                    out[f"roundtrip_{d}"] = decode_windows(vox, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
+                    out[f"roundtrip_{d}"] = decode_runs(vox, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
         else:
             out[name] = apply_filter(name, seg.raw)
     for name, pred in preds.items():
         for d in decodes:
-            out[f"{name}_{d}"] = decode_windows(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
-                                                keep_threshold=keep_threshold)
+            out[f"{name}_{d}"] = decode_runs(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
+                                             keep_threshold=keep_threshold)
     return out
 
 
