@@ -5,14 +5,15 @@ import subprocess
 
 from snakemake.exceptions import WorkflowError
 
+from evdenoise.decode import STRATEGIES as DECODERS
 from evdenoise.cluster import SINFO_ARGS, Request, parse_sinfo, request_problems
 from evdenoise.pretrained import HERE as PRETRAINED_DIR
 from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL
 from evdenoise.pretrained import load_config as load_pretrained_config
 from evdenoise.pretrained import round_configs as pretrained_rounds
 from evdenoise.pretrained import read_card_facts
-from evdenoise.samples import SampleError, build_samples
-from evdenoise.train import TrainConfig
+from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples
+from evdenoise.train_config import TrainConfig
 
 try:
     SAMPLES = {s.name: s for s in build_samples(config["data"])}
@@ -48,15 +49,36 @@ GPU_JOB = {
 
 
 wildcard_constraints:
-    sample="|".join(SAMPLES) or "NONE",
+    sample=WILDCARD_PATTERN,
+    decoder="|".join(DECODERS),
+
+
+def sample_of(wildcards):
+    """The configured sample a target names (the wildcard admits any valid name)."""
+    try:
+        return SAMPLES[wildcards.sample]
+    except KeyError:
+        raise WorkflowError(
+            f"no sample named {wildcards.sample!r} in the configured data ({len(SAMPLES)} samples; "
+            "`evdenoise check` or `snakemake -n` lists them)"
+        ) from None
+
+
+def denoised_by_method(wildcards):
+    """The denoised files evaluate scores, keyed by method (model_<decoder>, pretrained_<decoder>)."""
+    out = {f"model_{d}": f"results/denoised/{d}/{wildcards.sample}.h5" for d in config["evaluate"]["decodes"]}
+    if COMPARE_PRETRAINED:
+        for d in config["evaluate"]["decodes"]:
+            out[f"pretrained_{d}"] = f"results/denoised_pretrained/{d}/{wildcards.sample}.h5"
+    return out
 
 
 def noisy_of(wildcards):
-    return str(SAMPLES[wildcards.sample].noisy)
+    return str(sample_of(wildcards).noisy)
 
 
 def clean_of(wildcards):
-    clean = SAMPLES[wildcards.sample].clean
+    clean = sample_of(wildcards).clean
     return [str(clean)] if clean is not None else []
 
 
@@ -90,10 +112,14 @@ def benchmark_files(wildcards):
     for sample in TRAIN + VAL + TEST + INFER:
         files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
     for sample in TEST + INFER:
-        files += [f"results/benchmarks/predict/{sample}.tsv", f"results/benchmarks/decode/{sample}.tsv"]
+        decoders = set(config["evaluate"]["decodes"] if sample in TEST else []) | {config["decode"]["strategy"]}
+        files += [f"results/benchmarks/predict/{sample}.tsv"]
+        files += [f"results/benchmarks/decode/{d}/{sample}.tsv" for d in sorted(decoders)]
     files += [f"results/benchmarks/evaluate/{sample}.tsv" for sample in TEST]
     if COMPARE_PRETRAINED:
         files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]
+        decodes = config["evaluate"]["decodes"]
+        files += [f"results/benchmarks/decode_pretrained/{d}/{s}.tsv" for s in TEST for d in decodes]
     return files
 
 
@@ -177,7 +203,10 @@ def pre_pair(rnd, split, name, role):
 
 
 def pre_voxels(rnd, split):
-    return [f"{pre_dir(rnd)}/voxels/{split}/{name}.h5" for name in PRE_NAMES[split]]
+    """A round's voxel files; a mixing round's list starts with the previous round's."""
+    order = list(PRE_ROUNDS)
+    rounds = order[: order.index(rnd) + 1] if PRE_ROUNDS[rnd]["mix"] else [rnd]
+    return [f"{pre_dir(r)}/voxels/{split}/{name}.h5" for r in rounds for name in PRE_NAMES[split]]
 
 
 def pre_init(rnd):

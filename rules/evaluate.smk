@@ -1,11 +1,10 @@
-# Score the model (each decoder) and the baselines against the clean files, per window, then summarise.
+# Score the denoised files (each decoder's, the model's and the shipped model's) and the baselines against the
+# clean files, per window, then summarise.
 
 
 rule evaluate:
     input:
-        predicted="results/predicted/{sample}.h5",
-        pretrained=lambda w: [f"results/predicted_pretrained/{w.sample}.h5"] if COMPARE_PRETRAINED else [],
-        segments="results/segments/{sample}.h5",
+        unpack(lambda w: {"segments": f"results/segments/{w.sample}.h5", **denoised_by_method(w)}),
     output:
         "results/metrics/{sample}.csv",
     log:
@@ -20,8 +19,10 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     params:
-        evaluate=as_json(config["evaluate"]),
-        decode=as_json(config["decode"]),
+        methods=lambda w: list(denoised_by_method(w)),
+        baselines=config["evaluate"]["baselines"],
+        roundtrip_decodes=config["evaluate"]["decodes"],
+        seed=config["decode"]["seed"],
         voxel=as_json(config["voxel"]),
     script:
         "../workflow_scripts/evaluate.py"

@@ -68,8 +68,13 @@ def test_crops_are_deterministic_picklable_and_seeded(tmp_path: Path) -> None:
     assert all(r.shape[-2:] == (6, 10) for r, _ in first)
 
 
-def test_cached_windows_give_the_same_crops_and_are_not_changed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cached_windows_give_the_same_crops_and_are_not_changed(tmp_path: Path, sparse: bool) -> None:
     f = cubed_file(tmp_path)
+    if sparse:  # mostly empty cells, as in real voxel grids: the cache keeps them packed
+        raw = np.zeros((3, 1, 4, 12, 30), np.float32)
+        raw[:, :, 1, 3:5, 7:12] = np.arange(1, 11, dtype=np.float32).reshape(2, 5)
+        f = write_pair_file(tmp_path / "sparse.h5", raw, raw ** 3)
     plain, cached = RandomCrops([f], (6, 10), 32, seed=3), RandomCrops([f], (6, 10), 32, seed=3, cache=True)
     for _ in range(2):  # the second pass reads the cache only
         for i in range(32):
@@ -77,6 +82,7 @@ def test_cached_windows_give_the_same_crops_and_are_not_changed(tmp_path: Path) 
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
             b[0].add_(100)  # a consumer writing into its batch must not reach the cache
     assert len(cached.data._cache) == len(cached.data)
+    assert all(isinstance(p, tuple) == sparse for pair in cached.data._cache.values() for p in pair)
     assert not pickle.loads(pickle.dumps(cached)).data._cache  # workers start with an empty cache
 
 

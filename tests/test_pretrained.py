@@ -72,9 +72,11 @@ def test_finetune_round_overrides_base_key_by_key(tmp_path: Path) -> None:
     assert ft["data"]["seed"] == 7 and ft["data"]["counts"] == cfg["data"]["counts"]
     assert ft["data"]["params"] == {**cfg["data"]["params"], "dc_prob": 0.5}
     assert ft["train"] == {**cfg["train"], "steps": 3}
+    assert not ft["mix"] and round_configs({**cfg, "finetune": {"mix": True}})["finetune"]["mix"]
     assert list(round_configs({**cfg, "finetune": None})) == ["base"]
     bad = tmp_path / "bad.yaml"
-    for section, why in (({"data": {"counts": {"train": 1}}}, "same counts"), ({"model": {}}, "not \\['model'\\]"),
+    for section, why in (({"data": {"counts": {"train": 1}}}, "same counts"), ({"model": {}}, "not \\[.model.\\]"),
+                         ({"mix": 1}, "mix must"),
                          ({"train": {"steps": -1}}, "steps")):
         bad.write_text(yaml.safe_dump({**cfg, "finetune": section}))
         with pytest.raises(ValueError, match=why):

@@ -63,3 +63,5 @@ def test_names_must_be_unique_and_plain() -> None:
         check_names([Sample("a", "train", Path("x/a.h5"), None), Sample("a", "test", Path("y/a.h5"), None)])
     with pytest.raises(SampleError, match="not a plain file name"):
         check_names([Sample("a b/c", "train", Path("x.h5"), None)])
+    with pytest.raises(SampleError, match="'summary' .* is reserved"):
+        check_names([Sample("summary", "test", Path("x/summary.h5"), None)])

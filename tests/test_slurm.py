@@ -86,6 +86,10 @@ class JobRecorder:
         return rules
 
 
+# One decoder: each one compared is a decode job per test file, and every job here is an sbatch submission.
+SLURM_CONFIG = {**TINY, "resources": RESOURCES, "evaluate": {**TINY["evaluate"], "decodes": ["mask"]}}
+
+
 def smk_slurm(workdir: Path, env: dict, *args: str, config: str = "config.yaml") -> subprocess.CompletedProcess:
     """The README's cluster command, run in `workdir`; a hung executor is killed after RUN_TIMEOUT_S.
 
@@ -114,7 +118,7 @@ def test_request_no_node_can_meet_stops_before_any_submission(cluster: dict, tmp
 
 def test_tiny_workflow_and_report_run_as_slurm_jobs_sized_by_the_config(cluster: dict, tmp_path: Path) -> None:
     wd = make_workdir(tmp_path)
-    (wd / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": RESOURCES}))
+    (wd / "config.yaml").write_text(yaml.safe_dump(SLURM_CONFIG))
     started = time.monotonic()
     with JobRecorder(cluster) as recorder:
         for target in ([], ["report"]):
@@ -150,7 +154,7 @@ def test_job_that_slurm_ends_fails_the_run_instead_of_hanging(cluster: dict, tmp
     # The job is cancelled as soon as Slurm has it: the run must stop by itself with the job's Slurm state, not
     # be killed by the timeout that ends a hung executor (no retry, to keep the test short).
     wd = make_workdir(tmp_path)
-    (wd / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": RESOURCES}))
+    (wd / "config.yaml").write_text(yaml.safe_dump(SLURM_CONFIG))
     started = time.monotonic()
     stop = threading.Event()
 
@@ -179,7 +183,7 @@ def test_job_squeue_never_lists_fails_the_run_after_the_lost_job_timeout(cluster
     # An squeue that lists nothing (a job purged before any check saw it) or always fails: the plugin alone
     # would wait forever; the run must end by itself, with the error naming the lost job.
     wd = make_workdir(tmp_path)
-    (wd / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": RESOURCES}))
+    (wd / "config.yaml").write_text(yaml.safe_dump(SLURM_CONFIG))
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")

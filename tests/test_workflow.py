@@ -90,6 +90,8 @@ def test_default_target_builds_model_denoised_files_and_metrics(built: Path) -> 
     for name in ("synth_test_0000", "synth_test_0001"):
         noisy = read_events(built / f"data/noisy/test/{name}_bg_flare.h5")
         den = read_events(built / f"results/denoised/{name}.h5")
+        # The documented file is the configured decoder's, the one evaluate scores as model_mask.
+        assert (built / f"results/denoised/{name}.h5").samefile(built / f"results/denoised/mask/{name}.h5")
         assert (den.width, den.height) == (noisy.width, noisy.height)
         assert len(den) <= len(noisy)  # mask decode keeps a subset of the input events
     summary = pd.read_csv(built / "results/metrics/summary.csv")
@@ -128,14 +130,17 @@ def test_changed_test_input_reruns_only_its_chain(built: Path, tmp_path: Path) -
     write_events(path, e.select(slice(0, len(e) // 2)), attrs={k: v for k, v in h5py.File(path, "r").attrs.items()})
     jobs = planned_jobs(wd)
     assert jobs.get("split") == 1 and jobs.get("voxelize") == 1 and jobs.get("predict") == 1
-    assert jobs.get("decode") == 1 and jobs.get("evaluate") == 1
+    assert jobs.get("decode") == 3 and jobs.get("denoised") == 1 and jobs.get("evaluate") == 1  # 3 decoders
     assert "train" not in jobs
 
 
 def test_changed_training_setting_reruns_train_and_what_follows(built: Path) -> None:
     jobs = planned_jobs(built, train={"steps": 7})
-    assert jobs.get("train") == 1 and jobs.get("predict") == 2 and jobs.get("decode") == 2
+    assert jobs.get("train") == 1 and jobs.get("predict") == 2 and jobs.get("decode") == 6
     assert "split" not in jobs and "voxelize" not in jobs
+    # A decode setting reruns the decodes and the metrics of the files they write, never the network.
+    jobs = planned_jobs(built, decode={"keep_threshold": 0.1})
+    assert jobs.get("decode") == 6 and jobs.get("evaluate") == 2 and "predict" not in jobs and "train" not in jobs
 
 
 def test_changed_voxel_setting_reruns_voxelize_not_split(built: Path) -> None:
@@ -147,15 +152,19 @@ def test_changed_voxel_setting_reruns_voxelize_not_split(built: Path) -> None:
 def test_single_denoised_target_builds_exactly_what_it_needs(tmp_path: Path) -> None:
     wd = make_workdir(tmp_path)
     jobs = planned_jobs(wd, "results/denoised/synth_test_0001.h5")
-    assert jobs == {"split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1}
+    assert jobs == {"split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1, "denoised": 1}
     # A recording without ground truth in the configured inference folder: denoised, never evaluated.
     (wd / "recordings").mkdir()
     shutil.copy(wd / "data/noisy/test/synth_test_0000_bg_flare.h5", wd / "recordings/street.h5")
     infer = {"data": {**TINY["data"], "inference": "recordings"}}
     assert planned_jobs(wd, "results/denoised/street.h5", **infer) == {
-        "split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1}
+        "split": 4, "voxelize": 4, "train": 1, "predict": 1, "decode": 1, "denoised": 1}
     everything = planned_jobs(wd, **infer)
-    assert everything["decode"] == 3 and everything["evaluate"] == 2  # two test files + the recording
+    # Two test files with each of 3 decoders, the recording with the configured one only.
+    assert everything["decode"] == 7 and everything["denoised"] == 3 and everything["evaluate"] == 2
+    # The sample wildcard admits any name (its regex does not grow with the data); an unknown one is named.
+    typo = smk(wd, "-n", "results/denoised/synth_tset_0001.h5", check=False)
+    assert typo.returncode != 0 and "no sample named 'synth_tset_0001'" in typo.stdout + typo.stderr
 
 
 def test_corrupt_input_fails_its_job_cleanly(tmp_path: Path) -> None:
@@ -225,13 +234,21 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
     (built / "two.yaml").write_text(yaml.safe_dump({**TINY, "pretrained_config": str(two_rounds)}))
     plan = smk(built, "-n", "-p", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
     assert "results/pretrained/base/model/model.pt" in plan  # the finetune round starts from base's model
+    for mix in (False, True):  # a mixing round also trains (and validates) on base's files
+        two_rounds.write_text(yaml.safe_dump({**cfg, "finetune": {"data": {"seed": 5}, "mix": mix}}))
+        plan = smk(built, "-n", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
+        train = next(b for b in plan.split("rule ") if b.startswith("pretrained_train") and "round=finetune" in b)
+        inputs = train.split("input:")[1].split("output:")[0]
+        assert ("results/pretrained/base/voxels/train/synth_train_0000.h5" in inputs) == mix
+        assert ("results/pretrained/base/voxels/val/" in inputs) == mix
+        assert "results/pretrained/finetune/voxels/train/synth_train_0000.h5" in inputs
 
 
 def test_pretrained_model_denoises_without_training(built: Path) -> None:
     voxel = {"bins": 8, "channels": 2, "assignment": "bilinear"}  # the shipped model's
     jobs = planned_jobs(built, model={"pretrained": True}, voxel=voxel)
     assert "train" not in jobs and "training_curve" not in jobs
-    assert jobs.get("predict") == 2 and jobs.get("decode") == 2 and jobs.get("voxelize") == 5
+    assert jobs.get("predict") == 2 and jobs.get("decode") == 6 and jobs.get("voxelize") == 5
     # Fine-tuning reads the shipped weights: training reruns, from them.
     jobs = planned_jobs(built, train={"init": "pretrained"}, voxel=voxel)
     assert jobs.get("train") == 1

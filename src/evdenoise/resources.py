@@ -9,8 +9,12 @@ import pandas as pd
 
 
 def _rule_of(path: Path) -> str:
-    # results/benchmarks/<rule>/<sample>.tsv or results/benchmarks/<rule>.tsv
-    return path.parent.name if path.parent.name != "benchmarks" else path.stem
+    # results/benchmarks/<rule>.tsv, <rule>/<sample>.tsv or <rule>/<decoder>/<sample>.tsv
+    parts = path.parts
+    if "benchmarks" not in parts:
+        return path.parent.name
+    rest = parts[len(parts) - parts[::-1].index("benchmarks"):]
+    return rest[0] if len(rest) > 1 else path.stem
 
 
 def benchmark_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from .formats import EVENT_SUFFIXES, event_files
 
 SPLITS = ("train", "val", "test", "infer")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
+RESERVED_NAMES = ("per_file", "summary")  # results/metrics/<name>.csv holds the summaries
+# The workflow's `sample` wildcard: any valid name, so the DAG's regexes do not grow with the data set;
+# the lookahead keeps the summaries' paths from matching the per-sample rule.
+WILDCARD_PATTERN = rf"(?!(?:{'|'.join(RESERVED_NAMES)})\.csv$){NAME_PATTERN}"
+_NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
 
 
 class SampleError(ValueError):
@@ -38,6 +43,9 @@ def check_names(samples: list[Sample]) -> None:
         if not _NAME_RE.match(s.name):
             raise SampleError(f"sample name {s.name!r} (from {s.noisy}) is not a plain file name: "
                               "use letters, digits, '_', '-', '.', '+' and no path separators")
+        if s.name in RESERVED_NAMES:
+            raise SampleError(f"sample name {s.name!r} (from {s.noisy}) is reserved: results/metrics/{s.name}.csv "
+                              "is a summary of every sample; rename the file")
         if s.name in seen:
             raise SampleError(f"sample name {s.name!r} is used by both {seen[s.name].noisy} and {s.noisy}")
         seen[s.name] = s

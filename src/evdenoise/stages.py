@@ -118,14 +118,12 @@ def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out
     log.info("%s: %d events decoded (%s) -> %s", predicted, len(events), strategy, out)
 
 
-def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baselines: Sequence[str],
-                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
-                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> dict[str, Events]:
-    """The event streams every method produces for one file, keyed by method name.
+def baseline_estimates(seg: Segments, *, baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec,
+                       seed: int = 0) -> dict[str, Events]:
+    """The event streams of the methods that need no network, keyed by name.
 
     ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
-    that is the input itself, so it is left out); classical filters by name; ``<name>_<d>``: the
-    prediction ``preds[name]`` (e.g. ``model``, ``pretrained``) decoded with ``d``.
+    that is the input itself, so it is left out); classical filters by name.
     """
     from .filters import apply_filter
 
@@ -140,6 +138,15 @@ def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baseline
                     out[f"roundtrip_{d}"] = decode_runs(vox, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed)
         else:
             out[name] = apply_filter(name, seg.raw)
+    return out
+
+
+def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baselines: Sequence[str],
+                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
+                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> dict[str, Events]:
+    """:func:`baseline_estimates` and ``<name>_<d>``: the prediction ``preds[name]`` decoded with ``d``
+    (the decode of :func:`decode_file`, so the same events as the files it writes)."""
+    out = baseline_estimates(seg, baselines=baselines, decodes=decodes, spec=spec, seed=seed)
     for name, pred in preds.items():
         for d in decodes:
             out[f"{name}_{d}"] = decode_runs(pred, seg.windows, d, events_in=seg.raw, spec=spec, seed=seed,
@@ -147,23 +154,21 @@ def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baseline
     return out
 
 
-def evaluate_sample(segments: PathLike, predicted: Mapping[str, PathLike], out: PathLike, *, sample: str,
-                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
-                    keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> pd.DataFrame:
-    """Per-window metrics of every method against the clean events of one file; written as CSV.
-
-    ``predicted`` maps a method name (``model``, ``pretrained``) to its predicted voxel file.
-    """
+def evaluate_sample(segments: PathLike, denoised: Mapping[str, PathLike], out: PathLike, *, sample: str,
+                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> pd.DataFrame:
+    """Per-window metrics against the clean events of one file, written as CSV: of each denoised file
+    (``denoised`` maps a method name such as ``model_mask`` to the file users get) and of the baselines
+    (``decodes``: the decoders of the network-free round trip)."""
     from .evaluate import write_csv
     from .metrics import file_metrics
 
     seg = read_segments(segments)
     if seg.label is None:
         raise ValueError(f"{segments}: no clean events to evaluate against")
+    estimates = baseline_estimates(seg, baselines=baselines, decodes=decodes, spec=spec, seed=seed)
+    estimates.update({name: read_events(path) for name, path in denoised.items()})
     frames = []
-    preds = {name: read_voxels(path, "pred") for name, path in predicted.items()}
-    for method, est in method_estimates(seg, preds, baselines=baselines, decodes=decodes,
-                                        spec=spec, seed=seed, keep_threshold=keep_threshold).items():
+    for method, est in estimates.items():
         df = file_metrics(est, seg.label, seg.windows)
         df.insert(0, "method", method)
         df.insert(0, "file", sample)

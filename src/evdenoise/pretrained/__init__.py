@@ -12,13 +12,15 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
-import pandas as pd
 import yaml
 
 from ..events import atomic_path
+
+if TYPE_CHECKING:  # pandas costs ~0.4 s; the workflow imports this module at parse time
+    import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 MODEL_PATH = HERE / "model.pt"
@@ -39,7 +41,7 @@ def require_model(path: str | os.PathLike = MODEL_PATH) -> Path:
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """``config/pretrained.yaml`` as a dict, its generator, voxel and training settings checked."""
     from ..synth import SynthConfig
-    from ..train import TrainConfig
+    from ..train_config import TrainConfig
     from ..voxel import VoxelSpec
 
     with open(path) as f:
@@ -47,9 +49,11 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ("data", "windows", "voxel", "model", "train", "threads") if k not in cfg]
     if missing:
         raise ValueError(f"{path}: missing section(s) {missing}")
-    unknown = sorted(set(cfg.get("finetune") or {}) - {"data", "train"})
+    unknown = sorted(set(cfg.get("finetune") or {}) - {"data", "train", "mix"})
     if unknown:
-        raise ValueError(f"{path}: finetune takes data and train, not {unknown}")
+        raise ValueError(f"{path}: finetune takes data, train and mix, not {unknown}")
+    if not isinstance((cfg.get("finetune") or {}).get("mix", False), bool):
+        raise ValueError(f"{path}: finetune.mix must be true or false")
     try:
         for rnd in round_configs(cfg).values():
             SynthConfig.from_dict(rnd["data"]["params"])
@@ -64,9 +68,11 @@ ROUNDS = ("base", "finetune")  # training rounds in order; the shipped model is 
 
 
 def round_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each training round's ``data`` and ``train`` settings: ``base`` is the config's own; the optional
-    ``finetune`` section overrides them (``data.params`` key by key) and starts from the base round's model."""
-    base = {"data": dict(cfg["data"]), "train": dict(cfg["train"])}
+    """Each training round's ``data`` and ``train`` settings and ``mix``: ``base`` is the config's own; the
+    optional ``finetune`` section overrides them (``data.params`` key by key) and starts from the base round's
+    model; with ``mix: true`` it trains and validates on the base round's files as well as its own (a round
+    on new files alone forgets what the base round learnt: docs/ablations.md, Round 9)."""
+    base = {"data": dict(cfg["data"]), "train": dict(cfg["train"]), "mix": False}
     out = {"base": base}
     ft = cfg.get("finetune")
     if ft and "counts" in ft.get("data", {}):  # the rounds' files share names: one count per split for all
@@ -74,7 +80,8 @@ def round_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if ft:
         data = {**base["data"], **{k: v for k, v in ft.get("data", {}).items() if k != "params"}}
         data["params"] = {**base["data"]["params"], **ft.get("data", {}).get("params", {})}
-        out["finetune"] = {"data": data, "train": {**base["train"], **ft.get("train", {})}}
+        out["finetune"] = {"data": data, "train": {**base["train"], **ft.get("train", {})},
+                           "mix": ft.get("mix", False)}
     return out
 
 
@@ -93,6 +100,8 @@ def card_facts(meta: Mapping[str, Any], history: pd.DataFrame) -> dict[str, Any]
 
 def round_facts(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     """One training round as the card lists it, from that round's model file."""
+    import pandas as pd
+
     facts = card_facts(meta, pd.DataFrame(meta["history"]))
     keep = ("steps", "best_step", "val_loss", "train_seconds", "n_train_files", "data_sha256")
     return {"round": name, **{k: facts[k] for k in keep}, "init_sha256": meta.get("init_sha256")}
@@ -176,6 +185,8 @@ def ship(models: Mapping[str, str | os.PathLike], history: str | os.PathLike, cf
          dest: str | os.PathLike, commit: str) -> dict[str, Any]:
     """Copy the last round's model (``models``: round name -> model file, in order) into ``dest``
     (``model.pt``) with its card; returns the card's facts."""
+    import pandas as pd
+
     from ..checkpoint import load_checkpoint
 
     metas = {name: load_checkpoint(path)["meta"] for name, path in models.items()}
