@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -104,9 +103,8 @@ def measure(n: int) -> dict:
         cfg = make_pairs(root, n)
         (root / "config.yaml").write_text(yaml.safe_dump(cfg))
         data = yaml.safe_load((REPO / "config/config.yaml").read_text())["data"]
-        data = {**data, **cfg["data"], "folders": {**data["folders"], **cfg["data"]["folders"]}}
-        os.chdir(root)  # build_samples resolves the folders against the working directory
-        samples = build_samples(data)
+        folders = {role: str(root / path) for role, path in cfg["data"]["folders"].items()}
+        samples = build_samples({**data, **cfg["data"], "folders": {**data["folders"], **folders}})
         splits = {s: [x.name for x in samples if x.split == s] for s in ("train", "val", "test")}
         (root / "samples.json").write_text(json.dumps(splits))
         (root / "Bare.smk").write_text(BARE)

@@ -111,10 +111,10 @@ def benchmark_files(wildcards):
         files.append("results/benchmarks/synthesize.tsv")
     for sample in TRAIN + VAL + TEST + INFER:
         files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
-    for sample in TEST + INFER:
-        decoders = set(config["evaluate"]["decodes"] if sample in TEST else []) | {config["decode"]["strategy"]}
-        files += [f"results/benchmarks/predict/{sample}.tsv"]
-        files += [f"results/benchmarks/decode/{d}/{sample}.tsv" for d in sorted(decoders)]
+    files += [f"results/benchmarks/predict/{sample}.tsv" for sample in TEST + INFER]
+    test_decoders = sorted(set(config["evaluate"]["decodes"]) | {config["decode"]["strategy"]})
+    files += [f"results/benchmarks/decode/{d}/{sample}.tsv" for sample in TEST for d in test_decoders]
+    files += [f"results/benchmarks/decode/{config['decode']['strategy']}/{sample}.tsv" for sample in INFER]
     files += [f"results/benchmarks/evaluate/{sample}.tsv" for sample in TEST]
     if COMPARE_PRETRAINED:
         files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]

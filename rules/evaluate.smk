@@ -19,7 +19,6 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     params:
-        methods=lambda w: list(denoised_by_method(w)),
         baselines=config["evaluate"]["baselines"],
         roundtrip_decodes=config["evaluate"]["decodes"],
         seed=config["decode"]["seed"],

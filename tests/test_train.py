@@ -258,3 +258,11 @@ def test_fine_tuning_from_the_shipped_pretrained_model(tmp_path: Path) -> None:
     assert tuned_meta["model"] == meta["model"]
     for (name, a), b in zip(shipped.state_dict().items(), model.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_train_settings_name_exactly_the_registered_losses() -> None:
+    # train_config (torch-free, read at workflow parse time) lists the loss names that losses registers.
+    from evdenoise.losses import LOSSES
+    from evdenoise.train_config import LOSS_NAMES
+
+    assert sorted(LOSSES) == sorted(LOSS_NAMES)

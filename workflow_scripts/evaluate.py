@@ -7,6 +7,7 @@ from evdenoise.voxel import VoxelSpec
 
 with logged(snakemake.log[0]):
     p = snakemake.params
-    evaluate_sample(snakemake.input.segments, {m: snakemake.input[m] for m in p.methods}, snakemake.output[0],
+    denoised = {method: path for method, path in snakemake.input.items() if method != "segments"}
+    evaluate_sample(snakemake.input.segments, denoised, snakemake.output[0],
                     sample=snakemake.wildcards.sample, baselines=p.baselines, decodes=p.roundtrip_decodes,
                     spec=VoxelSpec(**json.loads(p.voxel)), seed=p.seed)
