@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evdenoise.checkpoint import DEFAULT_DECODE, load_model
-from evdenoise.decode import DEFAULT_KEEP_THRESHOLD, RUN_WINDOWS, decode_windows
+from evdenoise.checkpoint import load_model
+from evdenoise.decode import RUN_WINDOWS, decode_windows
 from evdenoise.events import Events, event_writer, stream_events
 from evdenoise.infer import predict_voxels
 from evdenoise.pretrained import MODEL_PATH
 from evdenoise.voxel import VoxelSpec, encode_windows
 from evdenoise.windows import window_chunks
+from evdenoise.defaults import DECODE, KEEP_THRESHOLD
 
 BLOCK = 1 << 22
 TARGETS = {"peak_rss_gb": 3.0, "decode_mev_s": 20.0, "others_vs_network": 5.0}
@@ -51,7 +52,7 @@ def synthesize(path: Path, n: int, width: int, height: int, rate: float, seed: i
 def stage_rates(path: Path, model_path: Path, predict_runs: int) -> dict[str, tuple[float, float]]:
     """Seconds per stage over the whole stream -> (events/s, windows/s); predict scaled from its first runs."""
     model, meta = load_model(model_path, torch.device("cpu"))
-    spec, strategy = VoxelSpec(**meta["voxel"]), meta.get("decode", DEFAULT_DECODE)
+    spec, strategy = VoxelSpec(**meta["voxel"]), meta.get("decode", DECODE)
     info, blocks = stream_events(path)
     seconds = dict.fromkeys(("read", "encode", "predict", "decode", "write"), 0.0)
     n_windows, predicted = 0, 0
@@ -72,7 +73,7 @@ def stage_rates(path: Path, model_path: Path, predict_runs: int) -> dict[str, tu
             # Decode the real prediction where there is one, else the input itself (same work for mask).
             tick = time.perf_counter()
             out = decode_windows(pred if k < predict_runs else vox, sub, strategy, events_in=ev, spec=spec, seed=k,
-                                 keep_threshold=DEFAULT_KEEP_THRESHOLD)
+                                 keep_threshold=KEEP_THRESHOLD)
             seconds["decode"] += time.perf_counter() - tick
             tick = time.perf_counter()
             append(out)

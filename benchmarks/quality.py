@@ -41,11 +41,11 @@ import yaml
 
 from evdenoise.artifacts import Segments
 from evdenoise.checkpoint import load_model
-from evdenoise.decode import DEFAULT_KEEP_THRESHOLD, decode_windows
+from evdenoise.decode import decode_windows
 from evdenoise.denoise import denoise_events
 from evdenoise.events import Events, read_events
 from evdenoise.filters import apply_filter
-from evdenoise.infer import DEFAULT_MODE, predict_voxels
+from evdenoise.infer import predict_voxels
 from evdenoise.metrics import BENCHMARK_COLUMNS, METRIC_LABELS, file_metrics, metric_direction
 from evdenoise.plot import plot_events
 from evdenoise.stages import method_estimates, split_file, voxelize_file
@@ -53,6 +53,7 @@ from evdenoise.synth import SynthConfig, synthesize
 from evdenoise.train import train
 from evdenoise.voxel import VoxelSpec, encode_windows
 from evdenoise.windows import Windows, windows_for
+from evdenoise.defaults import KEEP_THRESHOLD, PREDICT_MODE
 
 ROOT = Path(__file__).resolve().parents[1]
 FILTERS = ("baf", "refractory", "stcf")
@@ -103,8 +104,8 @@ def voxel_spec(cfg: Mapping[str, Any]) -> VoxelSpec:
 def inference_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The config's predict mode, decoder seed and mask keep_threshold, with the workflow's defaults."""
     dec = cfg.get("decode") or {}
-    return {"mode": str((cfg.get("predict") or {}).get("mode", DEFAULT_MODE)), "seed": int(dec.get("seed", 0)),
-            "keep_threshold": float(dec.get("keep_threshold", DEFAULT_KEEP_THRESHOLD))}
+    return {"mode": str((cfg.get("predict") or {}).get("mode", PREDICT_MODE)), "seed": int(dec.get("seed", 0)),
+            "keep_threshold": float(dec.get("keep_threshold", KEEP_THRESHOLD))}
 
 
 def _synthetic(cfg: Mapping[str, Any], root: Path, counts: Mapping[str, int], **params: Any) -> pd.DataFrame:

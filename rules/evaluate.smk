@@ -38,6 +38,7 @@ rule summarize:
             category="Metrics",
         ),
         markdown="results/metrics/summary.md",
+        headline="results/metrics/headline.csv",
         figure=report(
             "results/figures/comparison.png",
             caption="../report/comparison.rst",

@@ -49,10 +49,10 @@ def test_voxels_round_trip(tmp_path: Path, tiny_events) -> None:
 
 def test_zero_windows(tmp_path: Path) -> None:
     spec = VoxelSpec()
-    write_voxels(tmp_path / "v.h5", {"pred": np.zeros((0, 1, 8, 3, 4), np.float32)}, Windows.empty(), spec)
+    write_voxels(tmp_path / "v.h5", {"pred": np.zeros((0, 2, 8, 3, 4), np.float32)}, Windows.empty(), spec)
     meta = voxel_meta(tmp_path / "v.h5")
-    assert meta.shape == (0, 1, 8, 3, 4) and len(meta.windows) == 0
-    assert read_voxels(tmp_path / "v.h5", "pred").shape == (0, 1, 8, 3, 4)
+    assert meta.shape == (0, 2, 8, 3, 4) and len(meta.windows) == 0
+    assert read_voxels(tmp_path / "v.h5", "pred").shape == (0, 2, 8, 3, 4)
 
 
 def test_write_voxels_checks_shapes(tmp_path: Path) -> None:

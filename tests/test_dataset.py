@@ -148,7 +148,7 @@ def test_frames_whole_windows_in_file_batches(tmp_path: Path) -> None:
 
 def test_missing_label_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "pred_only.h5"
-    write_voxels(path, {"raw": np.zeros((1, 1, 2, 4, 4), np.float32)}, make_windows(0, 19999), VoxelSpec(2))
+    write_voxels(path, {"raw": np.zeros((1, 1, 2, 4, 4), np.float32)}, make_windows(0, 19999), VoxelSpec(2, 1))
     with pytest.raises(EventFileError, match="pred_only.h5.*label"):
         RandomCrops([path], (4, 4), 1)
 

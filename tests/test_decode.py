@@ -30,10 +30,10 @@ def test_decode_re_encodes_to_the_same_voxel(strategy: str, channels: int, bins:
                                               seed: int) -> None:
     rng = np.random.default_rng(seed)
     vox = integer_voxel(rng, channels, bins, 5, 7)[0]
-    ev = decode(vox, T0, T0 + span, strategy, spec=VoxelSpec(bins, channels), seed=seed)
+    ev = decode(vox, T0, T0 + span, strategy, spec=VoxelSpec(bins, channels, "nearest"), seed=seed)
     assert np.all(np.diff(ev.t) >= 0) and np.all((ev.t >= T0) & (ev.t < T0 + span))
     assert len(ev) == int(np.abs(vox).sum()) and (ev.width, ev.height) == (7, 5)
-    np.testing.assert_array_equal(encode(ev, T0, T0 + span, VoxelSpec(bins, channels)), vox)
+    np.testing.assert_array_equal(encode(ev, T0, T0 + span, VoxelSpec(bins, channels, "nearest")), vox)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -44,7 +44,7 @@ def test_decode_windows_re_encodes(channels: int, strategy: str) -> None:
     vox = integer_voxel(rng, channels, 8, 6, 9, len(windows))
     ev = decode_windows(vox, windows, strategy, seed=4)
     assert np.all(np.diff(ev.t) >= 0)
-    np.testing.assert_array_equal(encode_windows(ev, windows, VoxelSpec(8, channels)), vox)
+    np.testing.assert_array_equal(encode_windows(ev, windows, VoxelSpec(8, channels, "nearest")), vox)
 
 
 def test_rounding_and_polarity() -> None:
@@ -78,7 +78,7 @@ def test_sample_is_deterministic_given_seed() -> None:
 @pytest.mark.parametrize("channels", [1, 2])
 def test_mask_identity_and_zero(tiny_events, channels: int) -> None:
     ev = tiny_events(3000, width=8, height=6, t0=T0, duration=20_000)
-    spec = VoxelSpec(8, channels)
+    spec = VoxelSpec(8, channels, "nearest")
     vox = encode(ev, T0, T0 + 20_000, spec)
     assert decode(vox, T0, T0 + 20_000, "mask", events_in=ev, spec=spec).equals(ev)
     dropped = decode(np.zeros_like(vox), T0, T0 + 20_000, "mask", events_in=ev)
@@ -86,7 +86,7 @@ def test_mask_identity_and_zero(tiny_events, channels: int) -> None:
         assert len(dropped) == 0
     else:  # only cells whose signed input sum is 0 survive (no ratio to apply there)
         assert 0 < len(dropped) and not encode(dropped, T0, T0 + 20_000, spec).any()
-        assert (encode(dropped, T0, T0 + 20_000, VoxelSpec(8, 2))[:, vox[0] != 0] == 0).all()
+        assert (encode(dropped, T0, T0 + 20_000, VoxelSpec(8, 2, "nearest"))[:, vox[0] != 0] == 0).all()
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -96,7 +96,7 @@ def test_mask_keeps_rounded_r_n_with_exact_timestamps(tiny_events, channels: int
                                                       threshold: float) -> None:
     ev = tiny_events(4000, width=6, height=4, t0=T0, duration=40_000, seed=5)
     windows = windows_for(ev, 20_000)
-    spec = VoxelSpec(8, channels)
+    spec = VoxelSpec(8, channels, "nearest")
     vox_in = encode_windows(ev, windows, spec)
     pred = (vox_in * scale).astype(np.float32)
     out = decode_windows(pred, windows, "mask", events_in=ev, spec=spec, seed=2, keep_threshold=threshold)
@@ -105,7 +105,7 @@ def test_mask_keeps_rounded_r_n_with_exact_timestamps(tiny_events, channels: int
     assert set(zip(out.t.tolist(), out.x.tolist(), out.y.tolist(), out.p.tolist())) <= key_in
     assert np.all(np.diff(out.t) >= 0)
     # Per cell: r * n rounded up from the threshold on, r = predicted / input value clipped to [0, 1].
-    per_cell = VoxelSpec(8, 2)  # event counts per polarity
+    per_cell = VoxelSpec(8, 2, "nearest")  # event counts per polarity
     if channels == 2:
         n_in, n_out, value_in, p = (encode_windows(ev, windows, spec), encode_windows(out, windows, spec),
                                     vox_in, pred)
@@ -152,12 +152,12 @@ def test_mask_weighs_a_bilinear_prediction_as_the_encoder_split_the_events() -> 
     for threshold, kept in ((0.5, 3), (1.0, 2)):
         assert len(decode(pred, 0, 8000, "mask", events_in=ev, spec=spec, keep_threshold=threshold)) == kept
     # Read as nearest counts, bin 1's 1.5 would be the cell's whole prediction.
-    assert len(decode(pred, 0, 8000, "mask", events_in=ev, spec=VoxelSpec(8, 2), keep_threshold=1.0)) == 1
+    assert len(decode(pred, 0, 8000, "mask", events_in=ev, spec=VoxelSpec(8, 2, "nearest"), keep_threshold=1.0)) == 1
 
 
 def test_mask_lower_threshold_keeps_more(tiny_events) -> None:
     ev = tiny_events(4000, width=6, height=4, t0=T0, duration=20_000, seed=6)
-    spec = VoxelSpec(8, 2)
+    spec = VoxelSpec(8, 2, "nearest")
     pred = encode(ev, T0, T0 + 20_000, spec) * 0.45
     counts = [len(decode(pred, T0, T0 + 20_000, "mask", events_in=ev, keep_threshold=k)) for k in (1.0, 0.5, 0.4)]
     assert counts[0] < counts[1] < counts[2] < len(ev)
@@ -185,7 +185,7 @@ def test_mask_picks_uniformly_random_subsets() -> None:
     pairs: Counter[tuple[int, ...]] = Counter()
     singles: Counter[tuple[int, ...]] = Counter()
     for seed in range(seeds):
-        t = decode(pred, 0, 10, "mask", events_in=ev, spec=VoxelSpec(1, 1), seed=seed).t.tolist()
+        t = decode(pred, 0, 10, "mask", events_in=ev, spec=VoxelSpec(1, 1, "nearest"), seed=seed).t.tolist()
         pair, single = tuple(v for v in t if v < 4), tuple(v for v in t if v >= 4)
         assert len(pair) == 2 and len(single) == 1
         pairs[pair] += 1
@@ -197,7 +197,7 @@ def test_mask_picks_uniformly_random_subsets() -> None:
 
 def test_mask_ignores_events_outside_windows(tiny_events) -> None:
     ev = tiny_events(500, width=4, height=4, duration=50_000)
-    vox = encode(ev, 10_000, 30_000, VoxelSpec(4, 2))
+    vox = encode(ev, 10_000, 30_000, VoxelSpec(4, 2, "nearest"))
     out = decode(vox, 10_000, 30_000, "mask", events_in=ev)
     assert out.equals(ev.between(10_000, 30_000))
 
@@ -209,7 +209,7 @@ def test_errors(tiny_events) -> None:
     with pytest.raises(ValueError, match="events_in"):
         decode(vox, 0, 100, "mask")
     with pytest.raises(ValueError, match="does not match"):
-        decode(vox, 0, 100, "sample", spec=VoxelSpec(8, 2))
+        decode(vox, 0, 100, "sample", spec=VoxelSpec(8, 2, "nearest"))
     with pytest.raises(ValueError, match="cannot hold"):
         decode(vox, 0, 5, "sample")
     with pytest.raises(ValueError, match="windows"):

@@ -55,7 +55,8 @@ def without_group_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_tile_mode_close_for_a_unet(raw: np.ndarray) -> None:
     torch.manual_seed(0)
-    model = without_group_norm(build_model({"name": "unet3d", "f_maps": [4, 8, 16], "output": "direct"}))
+    cfg = {"name": "unet3d", "in_channels": 1, "f_maps": [4, 8, 16], "output": "direct"}
+    model = without_group_norm(build_model(cfg))
     full = predict_voxels(model, raw, device="cpu")
     tiled = predict_voxels(model, raw, mode="tile", tile=(48, 48), overlap=24, device="cpu")
     err = np.abs(tiled - full)

@@ -11,6 +11,7 @@ from torch import nn
 
 import evdenoise
 from evdenoise.models import MODELS, build_model
+from evdenoise.models._common import GATE_BIAS
 from evdenoise.models.smp import ARCHITECTURES
 from evdenoise.models.unet3d import fold_space, unfold_space
 
@@ -29,6 +30,12 @@ SMALL = {
     "umamba": {"name": "umamba", "f_maps": [4, 8, 16], "d_state": 4},
     "identity": {"name": "identity"},
 }
+
+
+def build(cfg: dict) -> nn.Module:
+    """A model with 1 channel and a residual output unless ``cfg`` says otherwise: the identity at init, which
+    these tests use to check shapes and paths (the library's defaults are the gated 2-channel setup)."""
+    return build_model({"in_channels": 1, "output": "residual", **cfg})
 
 
 def voxels(c: int, shape: tuple[int, int, int] = ODD, n: int = 2, seed: int = 0) -> torch.Tensor:
@@ -51,7 +58,7 @@ def test_every_registered_model_is_covered() -> None:
 @pytest.mark.parametrize("c", [1, 2])
 @pytest.mark.parametrize("key", list(SMALL))
 def test_shapes_any_size(key: str, c: int) -> None:
-    model = build_model({**SMALL[key], "in_channels": c})
+    model = build({**SMALL[key], "in_channels": c})
     for shape in (ODD, (8, 1, 3), (8, 64, 48)):
         x = voxels(c, shape)
         model.train()
@@ -64,7 +71,7 @@ def test_shapes_any_size(key: str, c: int) -> None:
 @pytest.mark.parametrize("c", [1, 2])
 @pytest.mark.parametrize("arch", SMP_ARCHS)
 def test_smp_every_architecture_shapes(arch: str, c: int) -> None:
-    model = build_model({"name": "smp", "arch": arch, "in_channels": c}).eval()
+    model = build({"name": "smp", "arch": arch, "in_channels": c}).eval()
     x = voxels(c, n=1)
     with torch.no_grad():
         y = model(x)
@@ -74,23 +81,23 @@ def test_smp_every_architecture_shapes(arch: str, c: int) -> None:
 
 @pytest.mark.parametrize("arch", ["UnetPlusPlus", "FPN", "Linknet", "MAnet", "DeepLabV3", "PSPNet"])
 def test_smp_depth_three_needs_no_time_padding(arch: str) -> None:
-    model = build_model({"name": "smp", "arch": arch, "encoder_depth": 3}).eval()
+    model = build({"name": "smp", "arch": arch, "encoder_depth": 3}).eval()
     assert model.multiple == (8, 8, 8)  # 8 bins are used as they are
     with torch.no_grad():
         assert model(voxels(1, n=1)).shape == (1, 1, *ODD)
 
 
 def test_smp_unet_keeps_the_time_axis() -> None:
-    model = build_model({"name": "smp", "arch": "unet"})
+    model = build({"name": "smp", "arch": "unet"})
     assert model.multiple == (1, 32, 32)
     assert all(s[2] == 1 for s in model.net.encoder.strides)  # library order (h, w, d): d = time
-    custom = build_model({"name": "smp", "strides": [[2, 2, 2], [1, 2, 2], [1, 2, 2], [1, 2, 2], [1, 2, 2]]})
+    custom = build({"name": "smp", "strides": [[2, 2, 2], [1, 2, 2], [1, 2, 2], [1, 2, 2], [1, 2, 2]]})
     assert custom.multiple == (2, 32, 32)
 
 
 @pytest.mark.parametrize("key", ["unet3d", "unet3d_factorised", "umamba"])
 def test_identity_at_init(key: str) -> None:
-    model = build_model({**SMALL[key], "in_channels": 2}).train()
+    model = build({**SMALL[key], "in_channels": 2}).train()
     x = voxels(2)
     assert torch.equal(model(x), x)
 
@@ -98,7 +105,7 @@ def test_identity_at_init(key: str) -> None:
 @pytest.mark.parametrize("c", [1, 2])
 @pytest.mark.parametrize("cfg", [SMALL["unet3d_gate"], {"name": "smp", "arch": "FPN", "encoder_depth": 3, "output": "gate"}])
 def test_gate_only_removes(cfg: dict, c: int) -> None:
-    model = build_model({**cfg, "in_channels": c})
+    model = build({**cfg, "in_channels": c})
     x = voxels(c)
     with torch.no_grad():
         assert torch.allclose(model.eval()(x), x / 2)  # keeps half of every cell at init
@@ -111,11 +118,11 @@ def test_gate_only_removes(cfg: dict, c: int) -> None:
 
 def test_unknown_output_mode_is_an_error() -> None:
     with pytest.raises(ValueError, match="output must be one of"):
-        build_model({"name": "unet3d", "output": "sigmoid"})
+        build({"name": "unet3d", "output": "sigmoid"})
 
 
 def test_default_unet3d_is_identity_and_pools_only_space() -> None:
-    model = build_model({"name": "unet3d"})
+    model = build({"name": "unet3d"})
     assert model.multiple[0] == 1  # the 8 time bins are never pooled
     x = voxels(1, n=1)
     with torch.no_grad():
@@ -128,12 +135,12 @@ def test_space_to_depth_is_lossless_and_optional() -> None:
     assert folded.shape == (2, 8, 8, 3, 5)
     assert torch.equal(folded[:, 1], x[:, 0, :, 0::2, 1::2])  # channel = (c, dy, dx)
     assert torch.equal(unfold_space(folded, 2), x)
-    plain = build_model({"name": "unet3d", "f_maps": [4, 8], "space_to_depth": 1})
+    plain = build({"name": "unet3d", "f_maps": [4, 8], "space_to_depth": 1})
     assert plain.multiple == (1, 2, 2) and plain.encoders[0].body[0].in_channels == 1
 
 
 def test_group_norm_groups_clamp_to_divisors() -> None:
-    model = build_model({"name": "unet3d", "f_maps": [6, 10], "num_groups": 4})
+    model = build({"name": "unet3d", "f_maps": [6, 10], "num_groups": 4})
     groups = {(m.num_groups, m.num_channels) for m in model.modules() if isinstance(m, nn.GroupNorm)}
     assert groups == {(3, 6), (2, 10)}
 
@@ -144,7 +151,7 @@ LINKNET3 = {"name": "smp", "arch": "Linknet", "encoder_depth": 3}
 @pytest.mark.parametrize("cfg", [SMALL["unet3d"], SMALL["umamba"], LINKNET3])
 def test_optimiser_steps_reduce_mse(cfg: dict) -> None:
     torch.manual_seed(0)
-    model = build_model(cfg).train()
+    model = build(cfg).train()
     x = voxels(1, (8, 24, 24), n=2)
     target = 0.5 * x
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -165,7 +172,7 @@ def test_unet3d_learns_to_remove_a_flare() -> None:
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     blob = 1.5 * torch.exp(-((yy - 14) ** 2 + (xx - 18) ** 2) / (2 * 5.0**2))
     noisy = clean + blob  # the same flare in every bin of both samples
-    model = build_model({"name": "unet3d", "f_maps": [8, 16]}).train()
+    model = build({"name": "unet3d", "f_maps": [8, 16]}).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(80):
         opt.zero_grad()
@@ -205,12 +212,12 @@ def test_unet3d_learns_to_remove_a_flare() -> None:
 )
 def test_bad_settings_raise_clear_errors(cfg: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        build_model(cfg)
+        build(cfg)
 
 
 @pytest.mark.parametrize("cfg", [SMALL["unet3d"], SMALL["umamba"], {"name": "smp", "arch": "PSPNet"}])
 def test_impossible_inputs_raise_clear_errors(cfg: dict) -> None:
-    model = build_model(cfg)
+    model = build(cfg)
     with pytest.raises(ValueError, match="5-D voxel batch"):
         model(torch.zeros(1, 8, 16, 16))
     with pytest.raises(ValueError, match="in_channels=1, got 2"):
@@ -221,7 +228,7 @@ def test_impossible_inputs_raise_clear_errors(cfg: dict) -> None:
 
 def test_smp_shape_it_cannot_take_is_a_value_error() -> None:
     # DeepLabV3's image-pooling branch normalises one value per channel: impossible in training with batch 1.
-    model = build_model({"name": "smp", "arch": "DeepLabV3", "encoder_depth": 3}).train()
+    model = build({"name": "smp", "arch": "DeepLabV3", "encoder_depth": 3}).train()
     with pytest.raises(ValueError, match=r"smp DeepLabV3: cannot take input of shape \(1, 1, 8, 37, 53\)"):
         model(voxels(1, n=1))
 
@@ -229,7 +236,7 @@ def test_smp_shape_it_cannot_take_is_a_value_error() -> None:
 @pytest.mark.parametrize("cfg", [SMALL["unet3d_factorised"], SMALL["umamba"], LINKNET3])
 def test_state_dict_round_trip(cfg: dict) -> None:
     torch.manual_seed(0)
-    model = build_model({**cfg, "in_channels": 2})
+    model = build({**cfg, "in_channels": 2})
     with torch.no_grad():  # move off the identity so the check means something
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -237,7 +244,7 @@ def test_state_dict_round_trip(cfg: dict) -> None:
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
     torch.manual_seed(1)
-    twin = build_model({**cfg, "in_channels": 2})
+    twin = build({**cfg, "in_channels": 2})
     twin.load_state_dict(torch.load(buffer, weights_only=True))
     x = voxels(2)
     with torch.no_grad():
@@ -252,10 +259,12 @@ def test_example_configs_cover_every_model() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_example_configs_build_and_run(path: Path) -> None:
-    model = build_model(yaml.safe_load(path.read_text())).eval()
-    x = voxels(1, n=1)
-    with torch.no_grad():
-        assert torch.equal(model(x), x)  # every example starts as the identity
+    cfg = yaml.safe_load(path.read_text())
+    model = build_model(cfg).eval()
+    x = voxels(cfg["in_channels"], n=1)
+    with torch.no_grad():  # every example starts as the identity or as a gate keeping the same share everywhere
+        keep = torch.sigmoid(torch.tensor(GATE_BIAS)) if getattr(model, "output", None) == "gate" else 1.0
+        assert torch.equal(model(x), x * keep)
 
 
 def _without_group_norm(model: nn.Module) -> nn.Module:
@@ -269,7 +278,7 @@ def _impulse_reach(cfg: dict) -> tuple[float, float]:
     """(largest distance in px at which an impulse at the centre of a 640x480 window changes the output,
     the largest change at >= 128 px relative to the largest change anywhere)."""
     torch.manual_seed(0)
-    model = _without_group_norm(build_model({**cfg, "in_channels": 2})).eval()
+    model = _without_group_norm(build({**cfg, "in_channels": 2})).eval()
     with torch.no_grad():  # off the initial state, whose gate head ignores every feature
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

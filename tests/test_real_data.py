@@ -32,7 +32,7 @@ def test_real_recording_chain(real_dir: Path, name: str) -> None:
     assert read_window(real_dir / name, windows.start[middle], windows.end[middle]).equals(parts[middle])
 
     for channels in (1, 2):
-        spec = VoxelSpec(8, channels)
+        spec = VoxelSpec(8, channels, "nearest")
         vox = encode_windows(ev, windows, spec)
         assert vox.shape == (len(windows), channels, 8, height, width)
         assert vox.sum() == (len(ev) if channels == 2 else int(ev.p.sum()))

@@ -134,7 +134,8 @@ def test_tiny_workflow_and_report_run_as_slurm_jobs_sized_by_the_config(cluster:
     jobs = recorder.by_rule()
     assert {rule: len(records) for rule, records in jobs.items()} == {
         "split": 5, "voxelize": 5, "train": 1, "predict": 2, "decode": 2, "evaluate": 2, "summarize": 1,
-        "sample_figures": 1, "training_curve": 1, "resources_table": 1, "report": 1}
+        "sample_figures": 1, "training_curve": 1, "resources_table": 1, "report": 1,
+        "predict_pretrained": 2, "decode_pretrained": 2}  # the report also scores the shipped model
     assert {r["JobState"] for records in jobs.values() for r in records} == {"COMPLETED"}
 
     def sizes(record: dict) -> tuple:
@@ -143,10 +144,11 @@ def test_tiny_workflow_and_report_run_as_slurm_jobs_sized_by_the_config(cluster:
 
     # sbatch -p, --cpus-per-task, --mem, -t and --gpus, as Slurm recorded them.
     assert {sizes(r) for r in jobs["train"]} == {("gpu", "2", "1500M", "00:15:00", "gres:gpu:1")}
-    assert {sizes(r) for r in jobs["predict"]} == {("gpu", "1", "1200M", "00:10:00", "gres:gpu:1")}
+    for rule in ("predict", "predict_pretrained"):
+        assert {sizes(r) for r in jobs[rule]} == {("gpu", "1", "1200M", "00:10:00", "gres:gpu:1")}, rule
     assert {sizes(r) for r in jobs["split"]} == {("cpu", "1", "2000M", "00:10:00", None)}
     assert {sizes(r) for r in jobs["evaluate"]} == {("cpu", "1", "4000M", "00:30:00", None)}
-    for rule in jobs.keys() - {"train", "predict"}:
+    for rule in jobs.keys() - {"train", "predict", "predict_pretrained"}:
         assert {(r["Partition"], r.get("TresPerJob")) for r in jobs[rule]} == {("cpu", None)}, rule
 
 

@@ -62,9 +62,9 @@ def test_loss_weights() -> None:
     raw = torch.tensor([0.0, 0.0, 1.0, 2.0])
     label = torch.tensor([0.0, 1.0, 1.0, 0.0])
     pred = torch.tensor([1.0, 1.0, 1.0, 1.0])
-    num, den = loss_terms(pred, label, raw, TrainConfig())
+    num, den = loss_terms(pred, label, raw, TrainConfig(loss="mse"))
     assert float(num / den) == pytest.approx((1 + 0 + 0 + 1) / 4)
-    num, den = loss_terms(pred, label, raw, TrainConfig(empty_weight=0.0))
+    num, den = loss_terms(pred, label, raw, TrainConfig(loss="mse", empty_weight=0.0))
     assert float(num / den) == pytest.approx(1 / 3)  # the empty cell no longer counts
     num, den = loss_terms(pred, label, raw, TrainConfig(changed_weight=3.0, loss="l1"))
     assert float(num / den) == pytest.approx((1 + 0 + 0 + 3) / (1 + 3 + 1 + 3))
@@ -109,7 +109,7 @@ def test_model_file_round_trip(tmp_path: Path) -> None:
 
 def test_training_reduces_loss_and_writes_outputs(files: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    path = train({**BASE, "steps": 80, "val_every": 20}, TINY, files[:2], files[2:], out, progress=False,
+    path = train({**BASE, "steps": 80, "val_every": 20, "loss": "mse"}, TINY, files[:2], files[2:], out, progress=False,
                  extra_meta={"decode": "sample"})
     assert path == out / "model.pt"
     rows = history(out)

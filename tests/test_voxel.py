@@ -53,7 +53,7 @@ def test_encode_matches_reference(tiny_events, spec: VoxelSpec, n: int, seed: in
 
 def test_bin_edges_and_totals(tiny_events) -> None:
     ev = Events.from_arrays([0, 2499, 2500, 19_999], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, -1, 1], 1, 1)
-    vox = encode(ev, 0, 20_000, VoxelSpec(8, 2))
+    vox = encode(ev, 0, 20_000, VoxelSpec(8, 2, "nearest"))
     assert vox[0, :, 0, 0].tolist() == [2, 0, 0, 0, 0, 0, 0, 1] and vox[1, :, 0, 0].tolist() == [0, 1] + [0] * 6
     ev = tiny_events(2000)
     for spec in SPECS:
@@ -122,7 +122,7 @@ def test_pad_per_axis_multiples_and_minimum(as_torch: bool) -> None:
 @pytest.mark.parametrize("as_torch", [False, True])
 def test_resize_round_trip(as_torch: bool, tiny_events) -> None:
     ev = tiny_events(5000, width=64, height=48)
-    x = encode_windows(ev, windows_for(ev), VoxelSpec(4, 2))
+    x = encode_windows(ev, windows_for(ev), VoxelSpec(4, 2, "nearest"))
     x = torch.from_numpy(x) if as_torch else x
     small = resize(x, (24, 32))
     assert type(small) is type(x) and small.shape == (*x.shape[:3], 24, 32)
@@ -139,7 +139,7 @@ def test_resize_round_trip(as_torch: bool, tiny_events) -> None:
 @pytest.mark.parametrize("as_torch", [False, True])
 def test_normalize_round_trip(as_torch: bool, tiny_events) -> None:
     ev = tiny_events(3000, width=20, height=10)
-    x = encode_windows(ev, windows_for(ev), VoxelSpec(8, 1))  # (S, C, B, H, W)
+    x = encode_windows(ev, windows_for(ev), VoxelSpec(8, 1, "nearest"))  # (S, C, B, H, W)
     x[1] = 0  # an empty window stays empty
     x[2] = np.where(x[2] != 0, 3.0, 0.0)  # a window whose non-zero cells are all equal
     xx = torch.from_numpy(x) if as_torch else x

@@ -110,11 +110,30 @@ def test_logs_receive_the_jobs_output(built: Path) -> None:
     assert "best validation loss" in train_log
 
 
+def test_cli_denoise_writes_the_workflows_very_file(built: Path) -> None:
+    """`evdenoise denoise` with the workflow's model and the default settings: byte for byte the decode rule's file."""
+    name = "synth_test_0000"
+    out = built / "cli_denoised.h5"
+    exe = Path(sys.executable).with_name("evdenoise")
+    done = subprocess.run([str(exe), "denoise", "--model", "results/model/model.pt", "--device", "cpu",
+                           f"data/noisy/test/{name}_bg_flare.h5", str(out)], cwd=built, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.read_bytes() == (built / f"results/denoised/{name}.h5").read_bytes()
+    out.unlink()
+
+
 def test_report_holds_metrics_training_samples_and_resources(built: Path) -> None:
     html = (built / "results/report.html").read_text()
     for item in ("summary.csv", "comparison.png", "training.png", "history.csv", "synth_test_0000_events.png",
                  "synth_test_0000_voxels.png", "resources.csv", "Metrics", "Training", "Samples", "Resources"):
         assert item in html, item
+    # The landing page says what ran (from the config) and shows the headline table against the raw input.
+    for item in ("This run read the", "folders", "20 ms windows", "trained", "unet3d", "for 6 steps", "mask",
+                 "Headline", "Chamfer"):
+        assert item in html, item
+    headline = pd.read_csv(built / "results/metrics/headline.csv")
+    first = headline.set_index("Method").iloc[:, 0]  # Chamfer: the raw input's value, the others' change to it
+    assert "%" not in first["raw"] and first.drop("raw").str.endswith(" %)").all()
 
 
 def test_second_run_does_nothing(built: Path) -> None:
@@ -245,13 +264,13 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
 
 
 def test_pretrained_model_denoises_without_training(built: Path) -> None:
-    voxel = {"bins": 8, "channels": 2, "assignment": "bilinear"}  # the shipped model's
-    jobs = planned_jobs(built, model={"pretrained": True}, voxel=voxel)
-    assert "train" not in jobs and "training_curve" not in jobs
-    assert jobs.get("predict") == 2 and jobs.get("decode") == 6 and jobs.get("voxelize") == 5
+    # The default voxels are the shipped model's: the built voxels serve it, only prediction and decoding rerun.
+    jobs = planned_jobs(built, model={"pretrained": True})
+    assert "train" not in jobs and "training_curve" not in jobs and "voxelize" not in jobs
+    assert jobs.get("predict") == 2 and jobs.get("decode") == 6
     # Fine-tuning reads the shipped weights: training reruns, from them.
-    jobs = planned_jobs(built, train={"init": "pretrained"}, voxel=voxel)
-    assert jobs.get("train") == 1
-    # With its voxel settings, the report also scores the shipped model on the same test files.
-    assert jobs.get("predict_pretrained") == 2
-    assert "predict_pretrained" not in planned_jobs(built, train={"steps": 7})  # other voxels: not comparable
+    assert planned_jobs(built, train={"init": "pretrained"}).get("train") == 1
+    # The report also scored the shipped model on the same test files; with other voxels it cannot.
+    assert {"pretrained_mask", "pretrained_sample"} <= set(pd.read_csv(built / "results/metrics/summary.csv")["method"])
+    other = planned_jobs(built, voxel={"channels": 1, "assignment": "nearest"})
+    assert other.get("voxelize") == 5 and "predict_pretrained" not in other

@@ -6,4 +6,5 @@ from evdenoise.stages import concat_csvs
 with logged(snakemake.log[0]):
     per_window = concat_csvs(snakemake.input)
     write_csv(per_window, snakemake.output.per_file)
-    write_summary(per_window, snakemake.output.summary, snakemake.output.markdown, snakemake.output.figure)
+    write_summary(per_window, snakemake.output.summary, snakemake.output.markdown, snakemake.output.figure,
+                  snakemake.output.headline)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from collections.abc import Sequence
 
+from . import defaults
 from .events import EventFileError
 from .formats import TextFormat
 
@@ -54,7 +55,7 @@ def _voxelize(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from .synth import SynthConfig, synthesize
+    from .synth import DEFAULT_COUNTS, SynthConfig, synthesize
 
     import yaml
 
@@ -64,10 +65,12 @@ def _synth(args: argparse.Namespace) -> None:
         if not sep:
             raise ValueError(f"--param {item!r}: write KEY=VALUE, e.g. merge_prob=0.5")
         params[key] = yaml.safe_load(value)
-    cfg = SynthConfig.from_dict({"width": args.width, "height": args.height, "duration_us": args.duration_us,
-                                 **params})
-    manifest = synthesize(args.root, counts={"train": args.train, "val": args.val, "test": args.test}, cfg=cfg,
-                          seed=args.seed, previews=args.previews, backgrounds=args.background)
+    given = {"width": args.width, "height": args.height, "duration_us": args.duration_us}
+    cfg = SynthConfig.from_dict({k: v for k, v in given.items() if v is not None} | params)
+    counts = {split: getattr(args, split) for split in DEFAULT_COUNTS}
+    counts = {split: DEFAULT_COUNTS[split] if n is None else n for split, n in counts.items()}
+    manifest = synthesize(args.root, counts=counts, cfg=cfg, seed=args.seed, previews=args.previews,
+                          backgrounds=args.background)
     print(f"{len(manifest)} pairs in {args.root} (manifest: {Path(args.root) / 'manifest.csv'})")
 
 
@@ -94,7 +97,8 @@ def _denoise(args: argparse.Namespace) -> None:
     from .pretrained import require_model
 
     model = args.model or require_model()
-    kw = dict(decode=args.decode, mode=args.mode, batch_size=args.batch_size, device=args.device, seed=args.seed)
+    kw = dict(decode=args.decode, mode=args.mode, batch_size=args.batch_size, device=args.device, seed=args.seed,
+              width=args.width, height=args.height, text=_text(args))
     if args.keep_threshold is not None:
         kw["keep_threshold"] = args.keep_threshold
     if Path(args.input).is_dir():
@@ -119,7 +123,8 @@ def _plot(args: argparse.Namespace) -> None:
     from .plot import plot_events
 
     paths = [args.file, *args.compare]
-    plot_events([read_events(p) for p in paths], [Path(p).stem for p in paths], args.output, windows=args.windows)
+    plot_events([read_events(p) for p in paths], [Path(p).stem for p in paths], args.output, windows=args.windows,
+                segment_us=args.segment_us)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,27 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("noisy")
     p.add_argument("--clean")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--segment-us", type=int, default=20000)
-    p.add_argument("--grid", choices=["relative", "absolute"], default="relative")
+    p.add_argument("--segment-us", type=int, default=defaults.SEGMENT_US)
+    p.add_argument("--grid", choices=["relative", "absolute"], default=defaults.GRID)
     sensor(p)
     p.set_defaults(func=_split)
 
     p = sub.add_parser("voxelize", help="encode a segments file as voxel grids")
     p.add_argument("segments")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--bins", type=int, default=8)
-    p.add_argument("--channels", type=int, choices=[1, 2], default=1)
-    p.add_argument("--assignment", choices=["nearest", "bilinear"], default="nearest")
+    p.add_argument("--bins", type=int, default=defaults.BINS)
+    p.add_argument("--channels", type=int, choices=[1, 2], default=defaults.CHANNELS)
+    p.add_argument("--assignment", choices=["nearest", "bilinear"], default=defaults.ASSIGNMENT)
     p.set_defaults(func=_voxelize)
 
     p = sub.add_parser("synth", help="generate the synthetic paired flare data set")
     p.add_argument("root")
-    p.add_argument("--train", type=int, default=24)
-    p.add_argument("--val", type=int, default=4)
-    p.add_argument("--test", type=int, default=6)
-    p.add_argument("--width", type=int, default=160)
-    p.add_argument("--height", type=int, default=120)
-    p.add_argument("--duration-us", type=int, default=100_000)
+    for split in ("train", "val", "test"):
+        p.add_argument(f"--{split}", type=int, help=f"{split} pairs (default: evdenoise.synth.DEFAULT_COUNTS)")
+    for name in ("width", "height", "duration-us"):
+        p.add_argument(f"--{name}", type=int, help="default: evdenoise.synth.SynthConfig's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--previews", action="store_true", help="write a preview PNG per pair")
     p.add_argument("--background", action="append", default=[], type=Path,
@@ -198,12 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.add_argument("--decode", choices=["mask", "sample", "spread"], help="default: the model's own")
     p.add_argument("--keep-threshold", type=float,
-                   help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; default 0.25)")
-    p.add_argument("--mode", choices=["pad", "multiscale", "resize", "tile"], default="multiscale",
+                   help="mask decoder: the fraction of r*n that keeps one more event (0.5 = round; "
+                        f"default {defaults.KEEP_THRESHOLD})")
+    p.add_argument("--mode", choices=["pad", "multiscale", "resize", "tile"], default=defaults.PREDICT_MODE,
                    help="how a frame size other than the training's is handled (evdenoise.infer)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=defaults.PREDICT_BATCH_SIZE)
+    p.add_argument("--device", default=defaults.DEVICE)
+    p.add_argument("--seed", type=int, default=defaults.DECODE_SEED)
+    sensor(p)
+    text(p)
     p.set_defaults(func=_denoise)
 
     p = sub.add_parser("evaluate", help="score denoised files against ground truth")
@@ -217,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="event images of a file, optionally beside others")
     p.add_argument("file")
     p.add_argument("--compare", nargs="*", default=[])
-    p.add_argument("--windows", action="store_true", help="one row per 20 ms window")
+    p.add_argument("--windows", action="store_true", help="one row per window of --segment-us")
+    p.add_argument("--segment-us", type=int, default=defaults.SEGMENT_US)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_plot)
     return parser

@@ -18,7 +18,7 @@ Strategies (all deterministic given ``seed``; output sorted by t):
   event takes the kept share (predicted / input value) of its two bins, weighted as the encoder
   split it, and a cell's prediction is the sum of its events' shares.
 
-  The default threshold, ``DEFAULT_KEEP_THRESHOLD`` = 0.25, leans towards keeping: a network
+  The default threshold, ``KEEP_THRESHOLD`` = 0.25, leans towards keeping: a network
   trained for the kept share predicts its expectation, and a real event wrongly dropped costs the
   F1 scores (binarised cells) more than a flare event wrongly kept; on unseen data the F1s are the
   margins that tip into losses first (docs/ablations.md).
@@ -38,9 +38,9 @@ from numba import njit
 from .events import Events, read_attrs
 from .voxel import VoxelSpec, bilinear_split, encode_windows
 from .windows import Windows, merge, window_chunks
+from .defaults import DECODE_SEED, KEEP_THRESHOLD
 
 STRATEGIES = ("sample", "spread", "mask")
-DEFAULT_KEEP_THRESHOLD = 0.25
 RUN_WINDOWS = 8  # windows decoded together (streaming: encoded and predicted too); bounds memory (bench_denoise)
 _DROPPED_ATTRS = ("width", "height", "producer", "t_offset")  # rewritten by write_events / baked into t
 
@@ -226,8 +226,8 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
 
 
 def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_in: Events | None = None,
-                   spec: VoxelSpec | None = None, seed: int = 0,
-                   keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> Events:
+                   spec: VoxelSpec | None = None, seed: int = DECODE_SEED,
+                   keep_threshold: float = KEEP_THRESHOLD) -> Events:
     """Decode (S, C, B, H, W) voxel grids of ``windows`` into one time-sorted event stream.
 
     ``events_in`` (the input events) is required for ``"mask"``, and ``keep_threshold`` (in
@@ -249,7 +249,7 @@ def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_i
 
 
 def decode(vox: np.ndarray, t0: int, t1: int, strategy: str, *, events_in: Events | None = None,
-           spec: VoxelSpec | None = None, seed: int = 0, keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> Events:
+           spec: VoxelSpec | None = None, seed: int = DECODE_SEED, keep_threshold: float = KEEP_THRESHOLD) -> Events:
     """Decode one (C, B, H, W) voxel grid of the window ``[t0, t1)`` into time-sorted events."""
     vox = np.asarray(vox)
     if vox.ndim != 4:
@@ -267,7 +267,7 @@ def run_seed(seed: int, k: int) -> int:
 
 
 def decode_runs(pred: np.ndarray, windows: Windows, strategy: str, *, events_in: Events, spec: VoxelSpec,
-                seed: int = 0, keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> Events:
+                seed: int = DECODE_SEED, keep_threshold: float = KEEP_THRESHOLD) -> Events:
     """Decode a file's predictions as ``evdenoise denoise`` does: runs of RUN_WINDOWS windows that hold input
     events, run k seeded by ``run_seed(seed, k)``, kept inside the input's time range. ``windows`` must be the
     grid over ``events_in`` (``windows_for``); windows without input events decode to nothing."""

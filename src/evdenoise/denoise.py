@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import DEFAULT_DECODE, load_model
-from .decode import DEFAULT_KEEP_THRESHOLD, RUN_WINDOWS, decode_windows, output_attrs, run_seed, within
+from .checkpoint import load_model
+from .decode import RUN_WINDOWS, decode_windows, output_attrs, run_seed, within
 from .events import Events, event_writer, stream_events
-from .formats import EVENT_SUFFIXES, event_files
-from .infer import DEFAULT_MODE, predict_voxels, resolve_device
+from .formats import EVENT_SUFFIXES, TextFormat, event_files
+from .infer import predict_voxels, resolve_device
 from .voxel import VoxelSpec, encode_windows
 from .windows import merge, window_chunks
+from .defaults import DECODE, DECODE_SEED, DEVICE, GRID, KEEP_THRESHOLD, PREDICT_BATCH_SIZE, PREDICT_MODE
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ PathLike = str | os.PathLike
 
 def _denoised_chunks(blocks: Iterable[Events], t_first: int, t_last: int, model: nn.Module, meta: dict[str, Any], *,
                      decode: str | None, mode: str, batch_size: int, device: str, seed: int,
-                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD, **predict_kw: Any) -> Iterator[tuple[int, int, Events]]:
+                     keep_threshold: float = KEEP_THRESHOLD, **predict_kw: Any) -> Iterator[tuple[int, int, Events]]:
     """(input events, windows, denoised events) per run of RUN_WINDOWS windows holding events, in time order."""
     spec = VoxelSpec(**meta["voxel"])
-    strategy = decode or meta.get("decode", DEFAULT_DECODE)
-    runs = window_chunks(blocks, t_first, t_last, int(meta["segment_us"]), str(meta.get("grid", "relative")),
+    strategy = decode or meta.get("decode", DECODE)
+    runs = window_chunks(blocks, t_first, t_last, int(meta["segment_us"]), str(meta.get("grid", GRID)),
                          RUN_WINDOWS)
     for k, (sub, ev) in enumerate(runs):
         pred = predict_voxels(model, encode_windows(ev, sub, spec), mode=mode, train_size=meta.get("train_size"),
@@ -57,8 +58,8 @@ def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, progress
     return merge(parts, events.width, events.height)
 
 
-def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = DEFAULT_MODE,
-                   batch_size: int = 4, device: str = "auto", seed: int = 0, progress: bool = False,
+def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = PREDICT_MODE,
+                   batch_size: int = PREDICT_BATCH_SIZE, device: str = DEVICE, seed: int = DECODE_SEED, progress: bool = False,
                    **predict_kw: Any) -> Events:
     """Denoised copy of a time-sorted event stream.
 
@@ -72,14 +73,15 @@ def denoise_events(events: Events, model_path: PathLike, *, decode: str | None =
 
 
 def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[str, Any], *, progress: bool,
-                  **kw: Any) -> int:
-    """Stream ``in_path`` through the model into ``out_path``: memory bounded by a block and a run of windows."""
-    info, blocks = stream_events(in_path)
-    attrs = output_attrs(in_path, kw.get("decode") or meta.get("decode", DEFAULT_DECODE))
+                  source: Mapping[str, Any], **kw: Any) -> int:
+    """Stream ``in_path`` through the model into ``out_path``: memory bounded by a block and a run of windows.
+    ``source``: how to read the input (``stream_events``' width, height, text)."""
+    info, blocks = stream_events(in_path, **source)
+    attrs = output_attrs(in_path, kw.get("decode") or meta.get("decode", DECODE))
     kept = windows = 0
     start = time.perf_counter()
     bar = tqdm(total=info.count, desc=in_path.name, unit="ev", unit_scale=True, disable=not progress, leave=False)
-    with event_writer(out_path, info.width, info.height, attrs, producer="evdenoise.denoise") as append, bar:
+    with event_writer(out_path, info.width, info.height, attrs) as append, bar:  # as decode_file writes
         for n_in, n_windows, out in _denoised_chunks(blocks, info.t_first, info.t_last, model, meta, **kw):
             append(out)
             kept, windows = kept + len(out), windows + n_windows
@@ -92,19 +94,25 @@ def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[st
 
 
 def denoise_file(in_path: PathLike, out_path: PathLike, model_path: PathLike, *, decode: str | None = None,
-                 mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0,
-                 progress: bool = True, **predict_kw: Any) -> Path:
-    """Denoise one event file into ``out_path`` (atomic), keeping the input's root attributes."""
+                 mode: str = PREDICT_MODE, batch_size: int = PREDICT_BATCH_SIZE, device: str = DEVICE,
+                 seed: int = DECODE_SEED, progress: bool = True, width: int | None = None, height: int | None = None,
+                 text: TextFormat | None = None, **predict_kw: Any) -> Path:
+    """Denoise one event file into ``out_path`` (atomic), keeping the input's root attributes.
+
+    ``width``/``height``: the sensor size of a file that does not state it; ``text``: a CSV/TXT file's layout."""
     model, meta = load_model(model_path, resolve_device(device))
     _denoise_file(Path(in_path), Path(out_path), model, meta, decode=decode, mode=mode, batch_size=batch_size,
-                  device=device, seed=seed, progress=progress, **predict_kw)
+                  device=device, seed=seed, progress=progress,
+                  source={"width": width, "height": height, "text": text}, **predict_kw)
     return Path(out_path)
 
 
 def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, decode: str | None = None,
-                mode: str = DEFAULT_MODE, batch_size: int = 4, device: str = "auto", seed: int = 0,
-                progress: bool = True, **predict_kw: Any) -> list[Path]:
-    """Denoise every event file of ``in_dir`` (any format) into ``out_dir/<stem>.h5``, loading the model once."""
+                mode: str = PREDICT_MODE, batch_size: int = PREDICT_BATCH_SIZE, device: str = DEVICE,
+                seed: int = DECODE_SEED, progress: bool = True, width: int | None = None, height: int | None = None,
+                text: TextFormat | None = None, **predict_kw: Any) -> list[Path]:
+    """Denoise every event file of ``in_dir`` (any format) into ``out_dir/<stem>.h5``, loading the model once
+    (``width``, ``height``, ``text``: as :func:`denoise_file`)."""
     files = event_files(in_dir)
     if not files:
         raise FileNotFoundError(f"{in_dir}: no event files ({', '.join(EVENT_SUFFIXES)})")
@@ -113,6 +121,7 @@ def denoise_dir(in_dir: PathLike, out_dir: PathLike, model_path: PathLike, *, de
     for f in tqdm(files, desc="files", unit="file", disable=not progress):
         out = Path(out_dir) / f"{f.stem}.h5"
         _denoise_file(f, out, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,
-                      seed=seed, progress=progress, **predict_kw)
+                      seed=seed, progress=progress, source={"width": width, "height": height, "text": text},
+                      **predict_kw)
         outs.append(out)
     return outs

@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .defaults import BINS, GRID, PAIRING, SEGMENT_US
 from .events import atomic_path, read_events
 from .metrics import BENCHMARK_COLUMNS, METRIC_COLUMNS, METRIC_LABELS, TARGET_VALUE, file_metrics, metric_direction
 from .windows import Windows, windows_for
 
 PathLike = str | os.PathLike
-DEFAULT_PAIRING = ("_bg_flare", "_bg_light")
 ARROWS = {"higher": "↑", "lower": "↓", "target": "→1"}
 
 
 def evaluate_pair(est_path: PathLike, gt_path: PathLike, windows: Windows | None = None,
-                  bins: int = 8) -> pd.DataFrame:
+                  bins: int = BINS) -> pd.DataFrame:
     """Per-window metrics (see ``metrics.file_metrics``) of one estimate file against its truth."""
     return file_metrics(read_events(est_path), read_events(gt_path), windows, bins)
 
@@ -50,7 +50,7 @@ def _first_file(folder: PathLike, names: Sequence[str | None]) -> Path | None:
 
 
 def pair_files(pred_dir: PathLike, gt_dir: PathLike,
-               pairing: tuple[str, str] = DEFAULT_PAIRING) -> list[tuple[Path, Path]]:
+               pairing: tuple[str, str] = PAIRING) -> list[tuple[Path, Path]]:
     """(prediction, ground truth) pairs, sorted by prediction name; see the module docstring."""
     preds, gts = _h5_files(pred_dir, "prediction"), _h5_files(gt_dir, "ground-truth")
     if not preds:
@@ -67,9 +67,9 @@ def pair_files(pred_dir: PathLike, gt_dir: PathLike,
     return [(p, g) for p, g in pairs if g is not None]
 
 
-def evaluate_dirs(pred_dir: PathLike, gt_dir: PathLike, pairing: tuple[str, str] = DEFAULT_PAIRING,
-                  input_dir: PathLike | None = None, segment_us: int = 20000, grid: str = "relative",
-                  bins: int = 8) -> pd.DataFrame:
+def evaluate_dirs(pred_dir: PathLike, gt_dir: PathLike, pairing: tuple[str, str] = PAIRING,
+                  input_dir: PathLike | None = None, segment_us: int = SEGMENT_US, grid: str = GRID,
+                  bins: int = BINS) -> pd.DataFrame:
     """Per-window metrics of every paired file, with a ``file`` column (the truth's file name).
 
     Windows come from the noisy input file in ``input_dir`` when given (so every method is
@@ -164,6 +164,24 @@ def markdown_table(summary: pd.DataFrame, columns: Sequence[str] = BENCHMARK_COL
     return "\n".join(lines) + "\n"
 
 
+def headline_table(summary: pd.DataFrame, columns: Sequence[str] = BENCHMARK_COLUMNS,
+                   reference: str = "raw") -> pd.DataFrame:
+    """The report's landing-page table: one row per method, each metric's mean and, where ``reference`` (the
+    raw input) is a method, its relative change against it (``-67 %``: two thirds lower than the input)."""
+    columns = _metrics_in(summary, columns)
+    ref = summary.loc[reference] if reference in summary.index else None
+    rows = {}
+    for method in summary.index:
+        cells = {}
+        for c in columns:
+            mean = float(summary.at[method, f"{c}_mean"])
+            base = None if ref is None else float(ref[f"{c}_mean"])
+            change = "" if base in (None, 0.0) or method == reference else f" ({100 * (mean / base - 1):+.1f} %)"
+            cells[f"{METRIC_LABELS.get(c, c)} {ARROWS[metric_direction(c)]}"] = f"{mean:.4g}{change}"
+        rows[str(method)] = cells
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("Method").reset_index()
+
+
 def comparison_figure(summary: pd.DataFrame, path: PathLike, columns: Sequence[str] = BENCHMARK_COLUMNS,
                       relative_to: str | None = None, dpi: int = 120) -> None:
     """One bar panel per metric, methods side by side with ± std error bars.
@@ -200,8 +218,9 @@ def comparison_figure(summary: pd.DataFrame, path: PathLike, columns: Sequence[s
 
 
 def write_summary(per_window: pd.DataFrame, summary_csv: PathLike, markdown_path: PathLike,
-                  figure_path: PathLike) -> pd.DataFrame:
-    """Summary CSV (mean ± std per method), its markdown table and the comparison figure.
+                  figure_path: PathLike, headline_csv: PathLike | None = None) -> pd.DataFrame:
+    """Summary CSV (mean ± std per method), its markdown table, the comparison figure and, when
+    ``headline_csv`` is given, :func:`headline_table` (the report's landing page reads it).
 
     The figure is relative to the raw input when that method is present, so metrics of very
     different scales read as "fraction of raw" side by side.
@@ -212,4 +231,6 @@ def write_summary(per_window: pd.DataFrame, summary_csv: PathLike, markdown_path
     with atomic_path(markdown_path) as tmp:
         Path(tmp).write_text(markdown_table(summary))
     comparison_figure(summary, figure_path, relative_to="raw" if "raw" in summary.index else None)
+    if headline_csv is not None:
+        write_csv(headline_table(summary), headline_csv)
     return summary

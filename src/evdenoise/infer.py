@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .voxel import resize
+from .defaults import DEVICE, PREDICT_BATCH_SIZE, PREDICT_MODE
 
 MODES = ("pad", "multiscale", "resize", "tile")
 # Models trained at 160x120 kept 78-91 % of a flare-free 640x480 recording at the file's own scale, but
 # 94-99 % with the second look, and won all eight metrics on held-out 320x240 and 640x480 files where the
 # single scale lost up to six (docs/ablations.md, "Round 4").
-DEFAULT_MODE = "multiscale"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = DEVICE) -> torch.device:
     """``"auto"`` -> cuda, else mps, else cpu; anything else must be available."""
     if str(device) == "auto":
         if torch.cuda.is_available():
@@ -132,9 +132,9 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(i, min(i + batch_size, n))
 
 
-def predict_voxels(model: nn.Module, raw: np.ndarray, *, mode: str = DEFAULT_MODE,
+def predict_voxels(model: nn.Module, raw: np.ndarray, *, mode: str = PREDICT_MODE,
                    train_size: tuple[int, int] | None = None, tile: tuple[int, int] = (256, 256),
-                   overlap: int = 32, batch_size: int = 4, device: str | torch.device = "auto",
+                   overlap: int = 32, batch_size: int = PREDICT_BATCH_SIZE, device: str | torch.device = DEVICE,
                    amp: bool | None = None) -> np.ndarray:
     """Predicted voxels (S, C, B, H, W) float32 for input voxels of the same shape.
 

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from .defaults import BINS
 from .events import Events
 from .voxel import VoxelSpec, encode, pad_to
 from .windows import Windows, windows_for
@@ -116,7 +117,7 @@ def _avg_pool(vox: np.ndarray, k: int) -> np.ndarray:
 
 
 def _voxel_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int) -> dict[str, float]:
-    signed, split = VoxelSpec(bins=bins, channels=1), VoxelSpec(bins=bins, channels=2)
+    signed, split = VoxelSpec(bins, 1, "nearest"), VoxelSpec(bins, 2, "nearest")
     diff = encode(est, t0, t1, signed).astype(np.float64) - encode(gt, t0, t1, signed)
     out = {"mse": float(np.mean(diff * diff))}
     e2, g2 = encode(est, t0, t1, split), encode(gt, t0, t1, split)
@@ -139,7 +140,7 @@ def _time_sorted(ev: Events) -> Events:
     return ev.sorted() if len(ev) > 1 and np.any(np.diff(ev.t) < 0) else ev
 
 
-def window_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int = 8) -> dict[str, float]:
+def window_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int = BINS) -> dict[str, float]:
     """All ``METRIC_COLUMNS`` for the events of both streams in ``[t0, t1)`` (streams time-sorted)."""
     _check_pair(est, gt)
     t0, t1 = int(t0), int(t1)
@@ -153,7 +154,7 @@ def window_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int = 8) -> 
     return {k: out[k] for k in METRIC_COLUMNS}
 
 
-def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: int = 8) -> pd.DataFrame:
+def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: int = BINS) -> pd.DataFrame:
     """One row per window: ``window, t0, t1, partial, n_est, n_gt`` and ``METRIC_COLUMNS``.
 
     ``windows`` defaults to ``windows_for(gt)`` (the estimate's windows when the truth is

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .defaults import SEGMENT_US
 from .events import Events, atomic_path, read_events
 from .windows import windows_for
 
@@ -60,7 +61,7 @@ def _save(fig: Figure, path: PathLike, dpi: int) -> None:
 
 
 def plot_events(paths_or_events: Sequence[PathLike | Events], labels: Sequence[str] | None,
-                out_path: PathLike, windows: bool = False, segment_us: int = 20000,
+                out_path: PathLike, windows: bool = False, segment_us: int = SEGMENT_US,
                 max_windows: int = 8, dpi: int = 100) -> None:
     """Streams side by side (e.g. noisy | denoised | clean), one panel each.
 

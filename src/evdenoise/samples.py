@@ -17,7 +17,7 @@ from .formats import EVENT_SUFFIXES, event_files
 
 SPLITS = ("train", "val", "test", "infer")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
-RESERVED_NAMES = ("per_file", "summary")  # results/metrics/<name>.csv holds the summaries
+RESERVED_NAMES = ("per_file", "summary", "headline")  # results/metrics/<name>.csv holds the summaries
 # The workflow's `sample` wildcard: any valid name, so the DAG's regexes do not grow with the data set;
 # the lookahead keeps the summaries' paths from matching the per-sample rule.
 WILDCARD_PATTERN = rf"(?!(?:{'|'.join(RESERVED_NAMES)})\.csv$){NAME_PATTERN}"

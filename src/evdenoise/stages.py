@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
-from .decode import DEFAULT_KEEP_THRESHOLD, decode_runs, output_attrs
+from .decode import decode_runs, output_attrs
 from .events import Events, read_events, write_events
 from .formats import EVENT_SUFFIXES, TextFormat, event_files
+from .defaults import (DECODE, DECODE_SEED, DEVICE, GRID, KEEP_THRESHOLD, PREDICT_BATCH_SIZE, PREDICT_MODE,
+                       SEGMENT_US)
 from .voxel import VoxelSpec, encode_windows
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ def convert_dir(src: PathLike, dst: PathLike, **kw: object) -> list[Path]:
     return outs
 
 
-def split_file(noisy: PathLike, clean: PathLike | None, out: PathLike, *, segment_us: int = 20000,
-               grid: str = "relative", width: int | None = None, height: int | None = None) -> None:
+def split_file(noisy: PathLike, clean: PathLike | None, out: PathLike, *, segment_us: int = SEGMENT_US,
+               grid: str = GRID, width: int | None = None, height: int | None = None) -> None:
     """Cut a noisy file (and its clean partner, on the noisy file's windows) into fixed windows."""
     from .windows import windows_for
 
@@ -80,20 +82,20 @@ def voxelize_file(segments: PathLike, out: PathLike, spec: VoxelSpec) -> None:
     log.info("%s: voxels %s -> %s", segments, arrays["raw"].shape, out)
 
 
-def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode: str | None = None,
-                 batch_size: int = 4, device: str = "auto") -> None:
+def predict_file(model_path: PathLike, voxels: PathLike, out: PathLike, *, mode: str = PREDICT_MODE,
+                 batch_size: int = PREDICT_BATCH_SIZE, device: str = DEVICE) -> None:
     """Run a trained model over every window of a voxel file; writes ``pred`` in the same layout.
 
-    ``mode``: see :mod:`evdenoise.infer` (None: its ``DEFAULT_MODE``; torch loads only when a stage runs).
+    ``mode``: see :mod:`evdenoise.infer` (torch loads only when a stage runs).
     """
     from .checkpoint import load_model
-    from .infer import DEFAULT_MODE, predict_voxels
+    from .infer import predict_voxels
 
     model, meta = load_model(model_path, device="cpu")
     vm = voxel_meta(voxels)
     _check_voxel_settings(meta, vm.spec, voxels)
     raw = read_voxels(voxels, "raw")
-    pred = predict_voxels(model, raw, mode=mode or DEFAULT_MODE, train_size=meta.get("train_size"),
+    pred = predict_voxels(model, raw, mode=mode, train_size=meta.get("train_size"),
                           batch_size=batch_size, device=device)
     write_voxels(out, {"pred": pred}, vm.windows, vm.spec,
                  attrs={"source": vm.attrs.get("source", ""), "model": str(model_path)})
@@ -107,7 +109,7 @@ def _check_voxel_settings(meta: dict, spec: VoxelSpec, path: PathLike) -> None:
 
 
 def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out: PathLike, *,
-                strategy: str = "mask", seed: int = 0, keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> None:
+                strategy: str = DECODE, seed: int = DECODE_SEED, keep_threshold: float = KEEP_THRESHOLD) -> None:
     """Write the denoised events in the original file's format, keeping its attributes
     (``mask`` keeps a subset of the file's own input events)."""
     vm = voxel_meta(predicted)
@@ -143,7 +145,7 @@ def baseline_estimates(seg: Segments, *, baselines: Sequence[str], decodes: Sequ
 
 def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baselines: Sequence[str],
                      decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
-                     keep_threshold: float = DEFAULT_KEEP_THRESHOLD) -> dict[str, Events]:
+                     keep_threshold: float = KEEP_THRESHOLD) -> dict[str, Events]:
     """:func:`baseline_estimates` and ``<name>_<d>``: the prediction ``preds[name]`` decoded with ``d``
     (the decode of :func:`decode_file`, so the same events as the files it writes)."""
     out = baseline_estimates(seg, baselines=baselines, decodes=decodes, spec=spec, seed=seed)

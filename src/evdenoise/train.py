@@ -33,14 +33,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import (DEFAULT_DECODE, config_hash, data_hash, load_checkpoint, save_checkpoint,
-                         save_model, voxel_settings)
+from .checkpoint import config_hash, data_hash, load_checkpoint, save_checkpoint, save_model, voxel_settings
 from .dataset import Frames, RandomCrops, StepSampler
 from .events import atomic_path
 from .infer import autocast, resolve_device
 from .losses import loss_terms
 from .models import build_model
 from .train_config import _RESULT_NEUTRAL, TrainConfig
+from .defaults import DECODE
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,7 @@ class _Trainer:
         self.schedule = _Schedule(self.opt, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.progress = _Progress()
+        self.ranks = _Dist()
         self.model: nn.Module = self.module  # DDP wrapper when distributed: see wrap()
 
     def parts(self) -> dict[str, Any]:
@@ -319,9 +320,18 @@ class _Trainer:
         return state.get("layout") == _CHECKPOINT_LAYOUT and state.get("config_hash") == self.config_hash
 
     def wrap(self, ranks: _Dist) -> None:
+        self.ranks = ranks
         if ranks.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _mean_den(self, den: torch.Tensor) -> torch.Tensor:
+        """The loss normaliser averaged over the ranks. keep_bce's normaliser (the events in the crops) differs
+        per rank; DDP averages gradients, so dividing each rank's sum by the mean normaliser trains exactly like
+        one process on all the crops."""
+        if self.ranks.world == 1:
+            return den
+        return self.ranks.all_sum(den.detach().clone()) / self.ranks.world
 
     def train_step(self, raw: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, float]:
         """One optimiser step; returns (the batch's loss, the learning rate it used)."""
@@ -330,7 +340,7 @@ class _Trainer:
         with autocast(self.device, self.use_amp):
             pred = self.model(raw)
         num, den = loss_terms(pred, label, raw, self.cfg)
-        loss = num / den.clamp_min(1e-12)
+        loss = num / self._mean_den(den).clamp_min(1e-12)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip > 0:
@@ -388,7 +398,7 @@ def _create_trainer(run: _Run, model_cfg: dict[str, Any], extra_meta: dict[str, 
     run.meta = {
         "model": model_cfg, "voxel": settings["voxel"], "segment_us": settings["segment_us"],
         "grid": settings["grid"], "train_size": settings["size"], "patch": list(cfg.patch),
-        "decode": DEFAULT_DECODE, "evdenoise_version": __version__,
+        "decode": DECODE, "evdenoise_version": __version__,
         "train_files": [f.name for f in run.train_files], "val_files": [f.name for f in run.val_files],
         "data_sha256": data["train"], "val_data_sha256": data["val"], "init_sha256": init_sha, "train": cfg.to_dict(),
         "config_hash": chash, "world_size": ranks.world, **extra_meta,

@@ -41,9 +41,9 @@ _RESULT_NEUTRAL = ("num_workers", "threads", "cache_windows")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the workflow config's ``train`` section)."""
+    """Training settings (the workflow config's ``train`` section); the defaults are config/config.yaml's."""
 
-    steps: int = 600  # optimiser steps
+    steps: int = 1000  # optimiser steps
     batch_size: int = 4  # crops per step and process
     patch: tuple[int, int] = (64, 64)  # crop (H, W); crops always hold all time bins
     lr: float = 2e-3
@@ -54,12 +54,12 @@ class TrainConfig:
     plateau_factor: float = 0.5  # plateau: lr *= factor ...
     plateau_patience: int = 2  # ... after this many validations without improvement
     grad_clip: float = 1.0  # max gradient norm; 0 = off
-    loss: str = "mse"  # mse | l1 | huber | keep_bce (see evdenoise.losses)
+    loss: str = "keep_bce"  # keep_bce | mse | l1 | huber (see evdenoise.losses)
     huber_delta: float = 1.0
     empty_weight: float = 1.0  # weight of cells where raw == label == 0 (the empty majority)
     changed_weight: float = 1.0  # weight of cells where raw != label (what the model must change)
     changed_crop_p: float = 0.5  # probability that a crop is placed on a cell where raw != label
-    val_every: int = 100  # validate + checkpoint every N steps (and after the last)
+    val_every: int = 200  # validate + checkpoint every N steps (and after the last)
     patience: int = 0  # early stopping after N validations without improvement; 0 = off
     augment: Augment = field(default_factory=Augment)
     seed: int = 0

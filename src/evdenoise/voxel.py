@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from .defaults import ASSIGNMENT, BINS, CHANNELS
 from .events import Events
 from .windows import Windows
 
@@ -39,9 +40,9 @@ class VoxelSpec:
     ``"bilinear"`` splits its weight between the two nearest bin centres (clamped at the edges).
     """
 
-    bins: int = 8
-    channels: int = 1
-    assignment: str = "nearest"
+    bins: int = BINS
+    channels: int = CHANNELS
+    assignment: str = ASSIGNMENT
 
     def __post_init__(self) -> None:
         if self.bins < 1:

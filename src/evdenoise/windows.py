@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .defaults import GRID, SEGMENT_US
 from .events import Events
 
 GRIDS = ("relative", "absolute")
@@ -28,7 +29,7 @@ class Windows:
     start: np.ndarray  # int64 (S,)
     end: np.ndarray  # int64 (S,) = start + segment_us
     partial: np.ndarray  # bool (S,)
-    grid: str = "relative"
+    grid: str = GRID
 
     def __post_init__(self) -> None:
         start = np.asarray(self.start, dtype=np.int64).reshape(-1)
@@ -77,11 +78,11 @@ class Windows:
             np.array_equal(getattr(self, f), getattr(other, f)) for f in ("start", "end", "partial"))
 
     @staticmethod
-    def empty(grid: str = "relative") -> Windows:
+    def empty(grid: str = GRID) -> Windows:
         return Windows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), grid)
 
 
-def make_windows(t_first: int, t_last: int, segment_us: int = 20000, grid: str = "relative") -> Windows:
+def make_windows(t_first: int, t_last: int, segment_us: int = SEGMENT_US, grid: str = GRID) -> Windows:
     """Windows covering timestamps ``t_first..t_last`` (both inclusive).
 
     ``grid="relative"`` starts the first window at ``t_first``; ``"absolute"`` puts window
@@ -144,7 +145,7 @@ def _with_last(items: Iterable[Events]) -> Iterator[tuple[Events, bool]]:
         yield previous, True
 
 
-def windows_for(events: Events, segment_us: int = 20000, grid: str = "relative") -> Windows:
+def windows_for(events: Events, segment_us: int = SEGMENT_US, grid: str = GRID) -> Windows:
     """Windows covering a sorted event stream; no events give no windows."""
     if len(events) == 0:
         return Windows.empty(grid)
@@ -157,7 +158,7 @@ def split(events: Events, windows: Windows) -> list[Events]:
     return [events.select(slice(int(i0), int(i1))) for i0, i1 in bounds.T]
 
 
-def split_pair(noisy: Events, clean: Events, segment_us: int = 20000, grid: str = "relative"
+def split_pair(noisy: Events, clean: Events, segment_us: int = SEGMENT_US, grid: str = GRID
                ) -> tuple[Windows, list[Events], list[Events]]:
     """Split a noisy/clean pair on the noisy stream's windows so both sides align.
 

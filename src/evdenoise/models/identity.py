@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..defaults import CHANNELS
 from .registry import register
 
 
@@ -18,5 +19,5 @@ class Identity(nn.Module):
 
 
 @register("identity")
-def build_identity(in_channels: int = 1, **_: object) -> nn.Module:
+def build_identity(in_channels: int = CHANNELS, **_: object) -> nn.Module:
     return Identity()

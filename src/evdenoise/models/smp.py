@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..defaults import CHANNELS
 from ..voxel import crop_to, pad_to
 from ._common import apply_output, as_kernel_list, check_output, check_voxels, init_head, prod_per_axis
 from .registry import register
@@ -55,12 +56,12 @@ class SMPModel(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 1,
+        in_channels: int = CHANNELS,
         arch: str = "Unet",
         encoder_name: str = "resnet18",
         encoder_depth: int | None = None,
         strides: Sequence[Sequence[int]] | Sequence[int] | None = None,
-        output: str = "residual",
+        output: str = "gate",
         **arch_kwargs: Any,
     ) -> None:
         super().__init__()

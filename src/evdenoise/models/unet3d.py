@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import CHANNELS
 from ..voxel import crop_to, pad_to
 from ._common import apply_output, as_kernel_list, check_output, check_voxels, init_head, prod_per_axis
 from .registry import register
@@ -141,12 +142,12 @@ class UNet3D(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 1,
+        in_channels: int = CHANNELS,
         f_maps: Sequence[int] = F_MAPS,
         pool_kernels: Sequence[Sequence[int]] | Sequence[int] = POOL_KERNEL,
         num_groups: int = 8,
         factorised: bool = False,
-        output: str = "residual",
+        output: str = "gate",
         space_to_depth: int = SPACE_TO_DEPTH,
         bottleneck: nn.Module | None = None,
         context_dilations: Sequence[int] = (),
