@@ -126,6 +126,28 @@ def test_a_multi_day_gap_costs_no_memory_or_windows(tmp_path: Path) -> None:
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # a window per 20 ms of the gap would be GBs
 
 
+def test_workflow_stages_over_a_multi_day_gap_hold_only_windows_with_events(tmp_path: Path) -> None:
+    """split -> voxelize -> predict -> decode over two 30 ms bursts 3 days apart: 4 windows, not 13 million."""
+    from evdenoise.artifacts import read_segments, voxel_meta
+    from evdenoise.stages import decode_file, predict_file, split_file, voxelize_file
+    from evdenoise.voxel import VoxelSpec
+
+    model = model_file(tmp_path / "identity.pt", {"name": "identity"})
+    full = read_events(PERSON)
+    burst = full.between(int(full.t[0]), int(full.t[0]) + 30_000)
+    later = Events(burst.t + 3 * 86_400 * 10**6, burst.x, burst.y, burst.p, burst.width, burst.height)
+    events = Events.concatenate([burst, later])
+    write_events(tmp_path / "gap.h5", events)
+    split_file(tmp_path / "gap.h5", None, tmp_path / "seg.h5")
+    windows = read_segments(tmp_path / "seg.h5").windows
+    assert len(windows) == 4 and windows.start[2] - windows.start[0] == 3 * 86_400 * 10**6
+    voxelize_file(tmp_path / "seg.h5", tmp_path / "vox.h5", VoxelSpec(8, 1, "nearest"))
+    assert voxel_meta(tmp_path / "vox.h5").shape[0] == 4
+    predict_file(model, tmp_path / "vox.h5", tmp_path / "pred.h5", device="cpu")
+    decode_file(tmp_path / "pred.h5", tmp_path / "seg.h5", tmp_path / "gap.h5", tmp_path / "out.h5", strategy="mask")
+    assert read_events(tmp_path / "out.h5").equals(events)
+
+
 def test_workflow_stages_and_the_cli_give_the_same_events(tmp_path: Path) -> None:
     """split -> voxelize -> predict -> decode (the workflow's rules) against ``evdenoise denoise``: one path."""
     from evdenoise.stages import decode_file, predict_file, split_file, voxelize_file

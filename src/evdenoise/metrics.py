@@ -157,13 +157,13 @@ def window_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int = BINS) 
 def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: int = BINS) -> pd.DataFrame:
     """One row per window: ``window, t0, t1, partial, n_est, n_gt`` and ``METRIC_COLUMNS``.
 
-    ``windows`` defaults to ``windows_for(gt)`` (the estimate's windows when the truth is
-    empty); the workflow passes the noisy input's windows so all methods share them.
+    ``windows`` defaults to the windows holding events of either stream (``windows_for``), so a window of
+    flare alone is scored too; the workflow passes the noisy input's windows so all methods share them.
     """
     _check_pair(est, gt)
     est, gt = _time_sorted(est), _time_sorted(gt)
     if windows is None:
-        windows = windows_for(gt if len(gt) else est)
+        windows = windows_for(Events.concatenate([gt, est]).sorted())
     rows = []
     for i, (t0, t1, partial) in enumerate(zip(windows.start.tolist(), windows.end.tolist(),
                                               windows.partial.tolist())):

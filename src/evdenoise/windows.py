@@ -146,10 +146,16 @@ def _with_last(items: Iterable[Events]) -> Iterator[tuple[Events, bool]]:
 
 
 def windows_for(events: Events, segment_us: int = SEGMENT_US, grid: str = GRID) -> Windows:
-    """Windows covering a sorted event stream; no events give no windows."""
+    """The windows of a sorted event stream's grid that hold events (those :func:`window_chunks` makes); no
+    events give no windows. Windows without events are left out, so a gap of days in a recording costs nothing
+    (no window table, no voxels, no metrics rows per empty window)."""
     if len(events) == 0:
         return Windows.empty(grid)
-    return make_windows(int(events.t[0]), int(events.t[-1]), segment_us, grid)
+    t_first, t_last, segment_us = int(events.t[0]), int(events.t[-1]), int(segment_us)
+    if segment_us <= 0:
+        raise ValueError(f"segment_us must be positive, got {segment_us}")
+    ids = (events.t - window_origin(t_first, segment_us, grid)) // segment_us
+    return windows_at(ids[np.r_[True, ids[1:] != ids[:-1]]], t_first, t_last, segment_us, grid)
 
 
 def split(events: Events, windows: Windows) -> list[Events]:
