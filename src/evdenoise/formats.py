@@ -1,9 +1,10 @@
 """Event files in camera and data-set formats other than this project's HDF5 layout.
 
 Camera formats go through ``faery`` (Rust decoders, maintained by the ICNS group, one reader for Prophesee
-``.raw`` EVT 2.0/2.1/3.0 and ``.dat``, iniVation AEDAT4 and ``.es``, with writers for the same formats, which the
-tests use for round trips). ``evlib`` covers the same formats but pulls polars, pyarrow and pandera in;
-``aedat`` reads AEDAT4 only; ``expelliarmus`` reads Prophesee formats only and was last released in 2023.
+``.raw`` EVT 2.0/3.0 and ``.dat``, iniVation AEDAT4 and ``.es``, with writers for the same formats, which the
+tests use for round trips). faery's EVT 2.1 decoder is not implemented (it panics), so EVT 2.1 ``.raw`` files go
+through ``evlib`` (Rust decoders too, imported only for them: it pulls polars, pyarrow and pandera in); ``aedat``
+reads AEDAT4 only; ``expelliarmus`` reads Prophesee formats only and was last released in 2023.
 Text files go through pandas, NumPy files through NumPy. Every reader returns raw ``t, x, y, p`` arrays and
 the attributes the file carries (sensor size where it has one); ``events.read_events`` validates them the same
 way for every format.
@@ -11,6 +12,7 @@ way for every format.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,14 +76,19 @@ def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dic
     import faery
     import numpy as np
 
-    if file_type in ("evt", "dat") and _first_byte(path) != b"%":
+    header = _prophesee_header(path) if file_type in ("evt", "dat") else ""
+    if file_type in ("evt", "dat") and not header:
         # faery decodes any bytes after a missing header (as a 1280x720 EVT stream): refuse instead
         raise EventFileError(path, f"no Prophesee header ('%' lines) at the start of this .{path.suffix[1:]} file")
+    if file_type == "evt" and re.search(r"^% (evt 2\.1|format EVT21)", header, re.M | re.I):
+        return _read_evt21(path, header)
     try:
         stream = faery.events_stream_from_file(path, file_type=file_type)
         width, height = stream.dimensions()
         chunks = list(stream)
-    except Exception as err:  # faery raises bare Exceptions (and Rust panics) for every decoding problem
+    except BaseException as err:  # faery raises bare Exceptions and Rust panics (BaseExceptions) alike
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
         raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
     a = np.concatenate(chunks) if chunks else np.zeros(0, dtype=faery.EVENTS_DTYPE)
     raw = {"t": a["t"].astype(np.int64), "x": a["x"], "y": a["y"], "p": a["on"]}
@@ -133,6 +140,39 @@ def _read_numpy(path: Path) -> dict[str, np.ndarray]:
     return raw
 
 
-def _first_byte(path: Path) -> bytes:
+def _prophesee_header(path: Path) -> str:
+    """The ``%`` lines a Prophesee file starts with ("" when it has none)."""
+    lines = []
     with path.open("rb") as f:
-        return f.read(1)
+        for line in iter(f.readline, b""):
+            if not line.startswith(b"%") or len(lines) > 1000:
+                break
+            lines.append(line.decode("latin-1"))
+            if line.strip() == b"% end":
+                break
+    return "".join(lines)
+
+
+def _read_evt21(path: Path, header: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """EVT 2.1 through evlib; the sensor size from the header's ``format`` or ``geometry`` line."""
+    import numpy as np
+
+    found = (re.search(r"width=(\d+).*?height=(\d+)", header) or re.search(r"geometry (\d+)x(\d+)", header))
+    flipped = re.search(r"height=(\d+).*?width=(\d+)", header)
+    if not (found or flipped):
+        raise EventFileError(path, "EVT 2.1 header names no sensor size (format width/height or geometry)")
+    width, height = map(int, found.groups()) if found else map(int, flipped.groups()[::-1])
+    tail = (path.stat().st_size - len(header.encode("latin-1"))) % 8
+    if tail:  # evlib skips a partial last word silently
+        raise EventFileError(path, f"EVT 2.1 data ends {tail} bytes into a 64-bit word; is the file truncated?")
+    try:
+        import evlib
+
+        frame = evlib.load_events(str(path)).collect()
+    except BaseException as err:  # evlib raises OSError; a Rust panic is a BaseException
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise EventFileError(path, f"cannot decode as EVT 2.1 ({err})") from None
+    t = frame["t"].cast(int).to_numpy().astype(np.int64)  # a µs duration column
+    raw = {"t": t, "x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "p": frame["polarity"].to_numpy() > 0}
+    return raw, {"width": width, "height": height}
