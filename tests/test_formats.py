@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evdenoise.cli import main
-from evdenoise.events import EventFileError, Events, read_events, write_events
+from evdenoise.events import EventFileError, Events, read_events, stream_events, write_events
 from evdenoise.formats import TextFormat, event_files
 from evdenoise.samples import folder_samples, inference_samples
 
@@ -164,3 +164,15 @@ def test_folders_of_any_format_feed_convert_inference_and_pairs(tmp_path: Path, 
     samples = folder_samples(cfg)
     assert [(s.name, s.split, s.clean.suffix) for s in samples] == [
         ("strain", "train", ".es"), ("sval", "val", ".es"), ("stest", "test", ".es")]
+
+
+@pytest.mark.parametrize(("suffix", "kw"), CAMERA, ids=[f"{s}-{k.get('version', '')}" for s, k in CAMERA])
+def test_camera_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, spinner: Events, suffix: str,
+                                                                  kw: dict[str, str]) -> None:
+    path = _faery_write(spinner, tmp_path / f"spinner{suffix}", **kw)
+    info, blocks = stream_events(path, block=50_000)
+    parts = list(blocks)
+    assert (info.count, info.t_first, info.t_last) == (len(spinner), int(spinner.t[0]), int(spinner.t[-1]))
+    assert (info.width, info.height) == (spinner.width, spinner.height)
+    assert len(parts) > 5 and max(map(len, parts)) < 100_000  # blocks, not the whole file at once
+    assert Events.concatenate(parts).equals(spinner)

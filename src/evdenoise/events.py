@@ -264,12 +264,21 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
                   text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> tuple[StreamInfo, Iterator[Events]]:
     """The file's facts and an iterator over its events in sorted, validated blocks of at most ``block``.
 
-    HDF5 files are read a block at a time (memory bounded whatever the length); other formats are read
-    whole, as one block. Raises EventFileError as :func:`read_events` does, also for a decrease of the
-    timestamps across blocks.
+    HDF5 files are read a block at a time (memory bounded whatever the length); camera files faery decodes are
+    decoded twice, once for these facts and once for the blocks, so memory stays bounded for them too; other
+    formats are read whole, as one block. Raises EventFileError as :func:`read_events` does, also for a
+    decrease of the timestamps across blocks.
     """
-    from .formats import is_hdf5
+    from .formats import CAMERA_SUFFIXES, camera_stream, is_hdf5
 
+    camera = camera_stream(path, block) if Path(path).suffix.lower() in CAMERA_SUFFIXES else None
+    if camera is not None:
+        attrs, raw_blocks = camera
+        facts = [(len(r["t"]), int(r["t"][0]), int(r["t"][-1])) for r in raw_blocks() if len(r["t"])]
+        t = (facts[0][1], facts[-1][2]) if facts else (0, 0)
+        w, h = _sensor_size(path, attrs, np.zeros(0), np.zeros(0), width, height)
+        blocks = _checked_blocks(path, _numbered(raw_blocks()), attrs, w, h)
+        return StreamInfo(sum(f[0] for f in facts), *t, w, h), blocks
     if not is_hdf5(path):
         events = read_events(path, width, height, text=text)
         t = (int(events.t[0]), int(events.t[-1])) if len(events) else (0, 0)
@@ -293,21 +302,39 @@ def _stream_size(path: str | os.PathLike, g: h5py.Group, attrs: Mapping[str, Any
 
 
 def _h5_blocks(path: str | os.PathLike, n: int, width: int, height: int, block: int) -> Iterator[Events]:
-    last = np.iinfo(np.int64).min
     with open_h5(path) as f:
         g = _events_group(path, f, "events")
         attrs = _group_attrs(path, f, g)
-        for i in range(0, n, block):
-            try:
-                raw = {k: g[k][i:i + block] for k in FIELDS}
-            except (OSError, ValueError) as err:
-                raise EventFileError(path, f"cannot read /events ({err}); is the file truncated?") from None
-            events = _validated(path, raw, attrs, width, height, sort=False)
-            if len(events) and events.t[0] < last:
-                raise EventFileError(path, f"timestamps decrease at index {i} ({last} -> {int(events.t[0])}); "
-                                           "sort the file first (evdenoise convert --sort)")
-            last = int(events.t[-1]) if len(events) else last
-            yield events
+
+        def raws() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            for i in range(0, n, block):
+                try:
+                    yield i, {k: g[k][i:i + block] for k in FIELDS}
+                except (OSError, ValueError) as err:
+                    raise EventFileError(path, f"cannot read /events ({err}); is the file truncated?") from None
+
+        yield from _checked_blocks(path, raws(), attrs, width, height)
+
+
+def _numbered(raws: Iterator[dict[str, np.ndarray]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Each raw block with the index of its first event in the file."""
+    i = 0
+    for raw in raws:
+        yield i, raw
+        i += len(raw["t"])
+
+
+def _checked_blocks(path: str | os.PathLike, raws: Iterator[tuple[int, dict[str, np.ndarray]]],
+                    attrs: Mapping[str, Any], width: int, height: int) -> Iterator[Events]:
+    """Validated blocks; timestamps that decrease from one block to the next are an error too."""
+    last = np.iinfo(np.int64).min
+    for i, raw in raws:
+        events = _validated(path, raw, attrs, width, height, sort=False)
+        if len(events) and events.t[0] < last:
+            raise EventFileError(path, f"timestamps decrease at index {i} ({last} -> {int(events.t[0])}); "
+                                       "sort the file first (evdenoise convert --sort)")
+        last = int(events.t[-1]) if len(events) else last
+        yield events
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:

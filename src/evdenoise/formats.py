@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import EventFileError
@@ -72,27 +73,71 @@ def read_foreign(path: str | os.PathLike, text: TextFormat | None = None) -> tup
     raise EventFileError(path, f"unknown event file type {suffix!r}; readable: {', '.join(EVENT_SUFFIXES)}")
 
 
+# Errors that must pass: a Rust panic is a BaseException too, so faery's and evlib's calls catch those and
+# turn everything else into an EventFileError naming the file.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    import faery
     import numpy as np
 
+    stream = camera_stream(path, 1 << 62)
+    if stream is None:
+        return _read_evt21(path, _prophesee_header(path))
+    attrs, blocks = stream
+    raws = list(blocks())
+    return ({k: np.concatenate([r[k] for r in raws]) for k in raws[0]} if raws else _faery_raw(None)), attrs
+
+
+def camera_stream(path: str | os.PathLike, block: int
+                  ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]] | None:
+    """A camera file faery decodes as (its attributes, a function that decodes it afresh into raw blocks of about
+    ``block`` events); None for one it does not (EVT 2.1, read whole through evlib). Raises EventFileError."""
+    import faery
+
+    path = Path(path)
+    file_type = CAMERA_SUFFIXES[path.suffix.lower()]
     header = _prophesee_header(path) if file_type in ("evt", "dat") else ""
     if file_type in ("evt", "dat") and not header:
         # faery decodes any bytes after a missing header (as a 1280x720 EVT stream): refuse instead
         raise EventFileError(path, f"no Prophesee header ('%' lines) at the start of this .{path.suffix[1:]} file")
     if file_type == "evt" and re.search(r"^% (evt 2\.1|format EVT21)", header, re.M | re.I):
-        return _read_evt21(path, header)
+        return None
     try:
-        stream = faery.events_stream_from_file(path, file_type=file_type)
-        width, height = stream.dimensions()
-        chunks = list(stream)
-    except BaseException as err:  # faery raises bare Exceptions and Rust panics (BaseExceptions) alike
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        width, height = faery.events_stream_from_file(path, file_type=file_type).dimensions()
+    except BaseException as err:
+        if isinstance(err, _PASS_THROUGH):
             raise
         raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
-    a = np.concatenate(chunks) if chunks else np.zeros(0, dtype=faery.EVENTS_DTYPE)
-    raw = {"t": a["t"].astype(np.int64), "x": a["x"], "y": a["y"], "p": a["on"]}
-    return raw, {"width": int(width), "height": int(height)}
+    return {"width": int(width), "height": int(height)}, lambda: _faery_blocks(path, file_type, block)
+
+
+def _faery_blocks(path: Path, file_type: str, block: int) -> Iterator[dict[str, np.ndarray]]:
+    import faery
+    import numpy as np
+
+    pending, size = [], 0
+    try:
+        for packet in faery.events_stream_from_file(path, file_type=file_type):
+            pending.append(packet)
+            size += len(packet)
+            if size >= block:
+                yield _faery_raw(np.concatenate(pending))
+                pending, size = [], 0
+    except BaseException as err:
+        if isinstance(err, _PASS_THROUGH):
+            raise
+        raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
+    if pending:
+        yield _faery_raw(np.concatenate(pending))
+
+
+def _faery_raw(a: np.ndarray | None) -> dict[str, np.ndarray]:
+    import faery
+    import numpy as np
+
+    a = np.zeros(0, dtype=faery.EVENTS_DTYPE) if a is None else a
+    return {"t": a["t"].astype(np.int64), "x": a["x"], "y": a["y"], "p": a["on"]}
 
 
 def _read_text(path: Path, separator: str, fmt: TextFormat) -> dict[str, np.ndarray]:
@@ -169,8 +214,8 @@ def _read_evt21(path: Path, header: str) -> tuple[dict[str, np.ndarray], dict[st
         import evlib
 
         frame = evlib.load_events(str(path)).collect()
-    except BaseException as err:  # evlib raises OSError; a Rust panic is a BaseException
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+    except BaseException as err:  # evlib raises OSError
+        if isinstance(err, _PASS_THROUGH):
             raise
         raise EventFileError(path, f"cannot decode as EVT 2.1 ({err})") from None
     t = frame["t"].cast(int).to_numpy().astype(np.int64)  # a µs duration column
