@@ -127,43 +127,47 @@ def _plot(args: argparse.Namespace) -> None:
                 segment_us=args.segment_us)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evdenoise", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _sensor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, help="sensor width when the file has no width attribute")
+    p.add_argument("--height", type=int, help="sensor height when the file has no height attribute")
 
-    def sensor(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--width", type=int, help="sensor width when the file has no width attribute")
-        p.add_argument("--height", type=int, help="sensor height when the file has no height attribute")
 
-    def text(p: argparse.ArgumentParser) -> None:
-        defaults = TextFormat()
-        p.add_argument("--columns", default=defaults.columns, help="CSV/TXT column order, a permutation of txyp")
-        p.add_argument("--time-unit", choices=["us", "s"], default=defaults.time_unit, help="CSV/TXT timestamps")
+def _text_args(p: argparse.ArgumentParser) -> None:
+    fmt = TextFormat()
+    p.add_argument("--columns", default=fmt.columns, help="CSV/TXT column order, a permutation of txyp")
+    p.add_argument("--time-unit", choices=["us", "s"], default=fmt.time_unit, help="CSV/TXT timestamps")
 
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="validate event files (any format of evdenoise.formats) and print a summary")
     p.add_argument("files", nargs="+")
-    sensor(p)
-    text(p)
+    _sensor_args(p)
+    _text_args(p)
     p.set_defaults(func=_check)
 
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="an event file in any format (or a folder of them) -> HDF5 (/events/{t,x,y,p})")
     p.add_argument("input")
     p.add_argument("output", help="output .h5 file, or folder when the input is a folder")
     p.add_argument("--sort", action="store_true", help="sort timestamps that decrease instead of failing")
-    sensor(p)
-    text(p)
+    _sensor_args(p)
+    _text_args(p)
     p.set_defaults(func=_convert)
 
+
+def _add_split(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="cut a file (and its clean partner) into fixed windows")
     p.add_argument("noisy")
     p.add_argument("--clean")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--segment-us", type=int, default=defaults.SEGMENT_US)
     p.add_argument("--grid", choices=["relative", "absolute"], default=defaults.GRID)
-    sensor(p)
+    _sensor_args(p)
     p.set_defaults(func=_split)
 
+
+def _add_voxelize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("voxelize", help="encode a segments file as voxel grids")
     p.add_argument("segments")
     p.add_argument("-o", "--output", required=True)
@@ -172,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", choices=["nearest", "bilinear"], default=defaults.ASSIGNMENT)
     p.set_defaults(func=_voxelize)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate the synthetic paired flare data set")
     p.add_argument("root")
     for split in ("train", "val", "test"):
@@ -187,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'flicker_hz=[100, 144]'")
     p.set_defaults(func=_synth)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on voxel files")
     p.add_argument("--config", help="YAML with 'model' and 'train' sections (as in config/config.yaml)")
     p.add_argument("--train", nargs="+", required=True, help="voxel files or folders")
@@ -195,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder (model.pt, history.csv, checkpoints)")
     p.set_defaults(func=_train)
 
+
+def _add_denoise(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("denoise", help="denoise an event file (any format), or every event file of a folder, into HDF5")
     p.add_argument("--model", help="model file (default: the pretrained model shipped with evdenoise)")
     p.add_argument("input")
@@ -208,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=defaults.PREDICT_BATCH_SIZE)
     p.add_argument("--device", default=defaults.DEVICE)
     p.add_argument("--seed", type=int, default=defaults.DECODE_SEED)
-    sensor(p)
-    text(p)
+    _sensor_args(p)
+    _text_args(p)
     p.set_defaults(func=_denoise)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score denoised files against ground truth")
     p.add_argument("--pred", required=True, help="folder of denoised files")
     p.add_argument("--gt", required=True, help="folder of ground-truth files")
@@ -220,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="evaluation", help="folder for the CSVs, table and figure")
     p.set_defaults(func=_evaluate)
 
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="event images of a file, optionally beside others")
     p.add_argument("file")
     p.add_argument("--compare", nargs="*", default=[])
@@ -227,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-us", type=int, default=defaults.SEGMENT_US)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evdenoise", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_check, _add_convert, _add_split, _add_voxelize, _add_synth, _add_train, _add_denoise,
+                _add_evaluate, _add_plot):
+        add(sub)
     return parser
 
 
