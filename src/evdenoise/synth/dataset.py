@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import zlib
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -107,6 +107,79 @@ def _canonical(e: Events) -> Events:
     return e.select(np.lexsort((e.p, e.x, e.y, e.t)))
 
 
+@dataclass
+class _World:
+    """What one pair is simulated from: its random streams, sensor size, scene, light and pixels."""
+
+    rngs: dict[str, np.random.Generator]
+    merge: bool
+    width: int
+    height: int
+    scene: Scene | StaticScene
+    glow: GlobalLight
+    light: LightField
+    pixel: PixelParams
+    bg_events: Events | None
+    bg_params: dict[str, Any]
+
+
+def _world(cfg: SynthConfig, seed: int, background: Events | None) -> _World:
+    # Streams added later go last: spawn(n) leaves the first ones as they were with fewer.
+    names = ("scene", "light", "dvs", "noise", "bg", "size", "comp", "extra")
+    rngs = dict(zip(names, (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(8))))
+    merge = bool(rngs["comp"].random() < cfg.merge_prob)
+    T = int(cfg.duration_us)
+    bg_events: Events | None = None
+    bg_params: dict[str, Any] = {}
+    if background is None:
+        width, height = (cfg.sizes[int(rngs["size"].integers(len(cfg.sizes)))] if cfg.sizes
+                         else (int(cfg.width), int(cfg.height)))
+        scene: Scene | StaticScene = Scene(cfg, width, height, rngs["scene"])
+        glow = GlobalLight(cfg, rngs["extra"], T)
+    else:
+        width, height = background.width, background.height
+        bg_events, bg_params = cut_background(background, T, rngs["bg"], cfg.real_flip)
+        scene = StaticScene(cfg, width, height, rngs["scene"])
+        glow = GlobalLight(replace(cfg, global_change_prob=0.0), rngs["extra"], T)  # recorded light stays as it was
+    light = LightField(cfg, width, height, rngs["light"], scene, pan="pan" in scene.kind, level=scene.level,
+                       extra=rngs["extra"])
+    return _World(rngs, merge, width, height, scene, glow, light, _pixel_params(cfg, rngs["dvs"]), bg_events,
+                  bg_params)
+
+
+def _simulate(cfg: SynthConfig, w: _World) -> tuple[ContrastSimulator, np.ndarray | None]:
+    """Both streams' sensor simulation over the whole duration, and (real backgrounds with sensor composition)
+    each recorded event's probability to survive the flare light: B / (B + F), F the flare and B the scene
+    intensity at its pixel and time (flare light washes out the scene's contrast)."""
+    T, dt = int(cfg.duration_us), int(cfg.dt_us)
+    frames = np.empty((2, w.height, w.width), np.float32)  # [clean, noisy]
+
+    def render(t: float) -> np.ndarray:
+        src, fl = w.light.render(t)
+        lit = w.scene.render(t)
+        np.add(lit * np.float32(w.glow.gain(t)) if w.glow.step else lit, src, out=frames[0])
+        np.add(w.scene.level if w.merge else frames[0], fl, out=frames[1])
+        return fl
+
+    render(0.0)
+    sim = ContrastSimulator(frames, w.pixel, w.rngs["dvs"])
+    times = np.minimum(np.arange(0, T + dt, dt), T).astype(np.float64)
+    keep_p = None
+    if w.bg_events is not None and not w.merge:
+        bounds = np.searchsorted(w.bg_events.t, times, side="left")
+        bg_lin = w.bg_events.y.astype(np.int64) * w.width + w.bg_events.x
+        keep_p = np.ones(len(w.bg_events))
+        scene_lin = w.scene.render(0.0).reshape(-1)
+    for i in range(1, len(times)):
+        fl = render(times[i])
+        sim.step(frames, times[i - 1], times[i], i)
+        if keep_p is not None:
+            sl = slice(bounds[i - 1], bounds[i])  # events of this step (all t < T)
+            lit = scene_lin[bg_lin[sl]]
+            keep_p[sl] = lit / (lit + fl.reshape(-1)[bg_lin[sl]])
+    return sim, keep_p
+
+
 def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
                   ) -> tuple[Events, Events, dict[str, Any]]:
     """Simulate one (noisy, clean, meta) pair.
@@ -120,81 +193,34 @@ def generate_pair(cfg: SynthConfig, seed: int, background: Events | None = None
     event counts, the flare share (noisy events not in clean) and ``support``: the (H, W)
     bool mask of pixels the flare ever lit; outside it noisy and clean are identical.
     """
-    # Streams added later go last: spawn(n) leaves the first ones as they were with fewer.
-    streams = np.random.SeedSequence(int(seed)).spawn(8)
-    scene_rng, light_rng, dvs_rng, noise_rng, bg_rng, size_rng, comp_rng, extra_rng = (
-        np.random.default_rng(s) for s in streams)
-    merge = bool(comp_rng.random() < cfg.merge_prob)
-    T, dt = int(cfg.duration_us), int(cfg.dt_us)
-    bg_events: Events | None = None
-    bg_params: dict[str, Any] = {}
-    if background is None:
-        width, height = (cfg.sizes[int(size_rng.integers(len(cfg.sizes)))] if cfg.sizes
-                         else (int(cfg.width), int(cfg.height)))
-        scene: Scene | StaticScene = Scene(cfg, width, height, scene_rng)
-        glow = GlobalLight(cfg, extra_rng, T)
-    else:
-        width, height = background.width, background.height
-        bg_events, bg_params = cut_background(background, T, bg_rng, cfg.real_flip)
-        scene = StaticScene(cfg, width, height, scene_rng)
-        glow = GlobalLight(replace(cfg, global_change_prob=0.0), extra_rng, T)  # recorded light stays as it was
-    light = LightField(cfg, width, height, light_rng, scene, pan="pan" in scene.kind, level=scene.level,
-                       extra=extra_rng)
-    pixel = _pixel_params(cfg, dvs_rng)
-
-    frames = np.empty((2, height, width), np.float32)  # [clean, noisy]
-
-    def render(t: float) -> np.ndarray:
-        src, fl = light.render(t)
-        lit = scene.render(t)
-        np.add(lit * np.float32(glow.gain(t)) if glow.step else lit, src, out=frames[0])
-        np.add(scene.level if merge else frames[0], fl, out=frames[1])
-        return fl
-
-    render(0.0)
-    sim = ContrastSimulator(frames, pixel, dvs_rng)
-    times = np.minimum(np.arange(0, T + dt, dt), T).astype(np.float64)
-    suppress = bg_events is not None and not merge  # recorded events, thinned where flare lights them
-    if suppress:
-        # Flare light washes out the scene's contrast: a background event survives in noisy with
-        # probability B / (B + F), F the flare and B the scene intensity at its pixel and time.
-        bounds = np.searchsorted(bg_events.t, times, side="left")
-        bg_lin = bg_events.y.astype(np.int64) * width + bg_events.x
-        bg_keep_p = np.ones(len(bg_events))
-        scene_lin = scene.render(0.0).reshape(-1)
-    for i in range(1, len(times)):
-        fl = render(times[i])
-        sim.step(frames, times[i - 1], times[i], i)
-        if suppress:
-            sl = slice(bounds[i - 1], bounds[i])  # events of this step (all t < T)
-            f = fl.reshape(-1)[bg_lin[sl]]
-            bg_keep_p[sl] = scene_lin[bg_lin[sl]] / (scene_lin[bg_lin[sl]] + f)
+    w = _world(cfg, seed, background)
+    sim, keep_p = _simulate(cfg, w)
+    T = int(cfg.duration_us)
     noise_params: dict[str, Any] = {}
-    if bg_events is None:
-        background, noise_params = _noise(cfg, width, height, noise_rng)
+    if w.bg_events is None:
+        background, noise_params = _noise(cfg, w.width, w.height, w.rngs["noise"])
     else:
-        background = bg_events
+        background = w.bg_events
     noisy_background, n_suppressed_bg = background, 0
-    if suppress:
-        kept = bg_rng.random(len(background)) < bg_keep_p
+    if keep_p is not None:  # recorded events, thinned where flare lights them
+        kept = w.rngs["bg"].random(len(background)) < keep_p
         noisy_background, n_suppressed_bg = background.select(kept), int((~kept).sum())
     scene_events = sim.events(0, T)
     clean = _canonical(Events.concatenate([scene_events, background]))
     # merge: stream 1 holds the flare alone, so the clean scene events join it
-    noisy = _canonical(Events.concatenate([sim.events(1, T), noisy_background] + ([scene_events] if merge else [])))
-    flare_only = not_in(noisy, clean)
-    n_flare = int(flare_only.sum())
+    noisy = _canonical(Events.concatenate([sim.events(1, T), noisy_background] + ([scene_events] if w.merge else [])))
+    n_flare = int(not_in(noisy, clean).sum())
     meta: dict[str, Any] = {
-        "seed": int(seed), "width": width, "height": height, "duration_us": T, "dt_us": dt,
-        "composition": "merge" if merge else "sensor",
-        "background": {**scene.params, **bg_params}, "sources": light.params, "global_change": glow.params,
-        "pixel": asdict(pixel), "noise": noise_params,
+        "seed": int(seed), "width": w.width, "height": w.height, "duration_us": T, "dt_us": int(cfg.dt_us),
+        "composition": "merge" if w.merge else "sensor",
+        "background": {**w.scene.params, **w.bg_params}, "sources": w.light.params, "global_change": w.glow.params,
+        "pixel": asdict(w.pixel), "noise": noise_params,
         "n_noisy": len(noisy), "n_clean": len(clean), "n_flare": n_flare,
         "n_removed": int(not_in(clean, noisy).sum()), "n_suppressed_background": n_suppressed_bg,
         "flare_share": n_flare / max(len(noisy), 1),
         "flare_excess_share": excess_share(noisy, clean),
-        "support_fraction": float(light.support.mean()),
-        "support": light.support.copy(),
+        "support_fraction": float(w.light.support.mean()),
+        "support": w.light.support.copy(),
     }
     return noisy, clean, meta
 

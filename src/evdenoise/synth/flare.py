@@ -125,17 +125,39 @@ class LightSource:
     def __init__(self, cfg: SynthConfig, width: int, height: int, rng: np.random.Generator,
                  camera: _Camera, pan: bool, level: float, hz: float, phase_offset: float,
                  extra: np.random.Generator, roll: float = 0.0) -> None:
+        # The draws keep their order across the helpers: the same seed gives the same file.
         diag = math.hypot(width, height)
         self.roll = roll
         self.width, self.height = width, height
+        self._draw_light(cfg, rng, level, hz, phase_offset)
+        r_src = max(draw(rng, cfg.source_radius) * diag, 0.8)
+        outside = self._place(cfg, rng, extra, camera, pan, r_src, diag)
+        # Clean: the lamp itself, slightly blurred by the optics.
+        self.source = Patch(_soft_disc(r_src, 1.0))
+        # Noisy: halo + streaks (rigid around the source) and ghosts (on the centre line).
+        rigid = self._draw_rigid(cfg, rng, extra, r_src, diag)
+        ghost_info, chain = self._draw_ghosts(cfg, rng, extra, diag)
+        self.params: dict[str, Any] = {
+            "flicker_hz": self.hz, "waveform": self.waveform, "depth": self.depth, "phase": self.phase,
+            "shape": self.shape, "intensity": self.intensity, "radius_px": r_src, "outside": outside,
+            "start_px": list(self.start), "motion": self.motion, "velocity_px_s": list(self.velocity), **rigid,
+            "ghosts": ghost_info, "ghost_chain": chain, "dc": self.dc, "roll_rad_s": roll,
+            "veil": None if self.veil is None else {"sigma_px": self.veil[0], "strength": self.veil[1]},
+        }
+
+    def _draw_light(self, cfg: SynthConfig, rng: np.random.Generator, level: float, hz: float,
+                    phase_offset: float) -> None:
         self.hz = hz * (1 + rng.uniform(-cfg.frequency_drift, cfg.frequency_drift))
         self.waveform = choose(rng, cfg.waveforms)
         self.depth = draw(rng, cfg.modulation_depth)
         self.phase = phase_offset + rng.uniform(0, 0.3)
         self.shape = rng.uniform(0.3, 0.8) if self.waveform in ("clipped", "square") else 0.0
         self.intensity = level * draw(rng, cfg.source_contrast, log=True)
-        r_src = draw(rng, cfg.source_radius) * diag
-        r_src = max(r_src, 0.8)
+
+    def _place(self, cfg: SynthConfig, rng: np.random.Generator, extra: np.random.Generator, camera: _Camera,
+               pan: bool, r_src: float, diag: float) -> bool:
+        """Start, motion and DC drive; returns whether the source starts outside the frame."""
+        width, height = self.width, self.height
         # Position: inside the frame, or just outside it (only the flare shows).
         outside = bool(rng.random() < cfg.source_outside_prob)
         if outside:
@@ -163,9 +185,11 @@ class LightSource:
         if extra.random() < cfg.source_enter_prob:
             self.motion, self._camera = "entering", None
             self.start, self.velocity = _entry(width, height, r_src + 1, draw(extra, cfg.source_speed) * diag, extra)
-        # Clean: the lamp itself, slightly blurred by the optics.
-        self.source = Patch(_soft_disc(r_src, 1.0))
-        # Noisy: halo + streaks (rigid around the source) and ghosts (on the centre line).
+        return outside
+
+    def _draw_rigid(self, cfg: SynthConfig, rng: np.random.Generator, extra: np.random.Generator, r_src: float,
+                    diag: float) -> dict[str, Any]:
+        """The halo, streaks and veil that move with the source; returns their parameters."""
         halo_r = draw(rng, cfg.halo_radius) * diag
         n_streaks = draw_int(rng, cfg.streak_count)
         base_angle = rng.uniform(0, 2 * np.pi)
@@ -186,6 +210,13 @@ class LightSource:
         self.veil: tuple[float, float] | None = None  # (sigma px, strength)
         if extra.random() < cfg.veil_prob:
             self.veil = (draw(extra, cfg.veil_radius) * diag, draw(extra, cfg.veil_strength, log=True))
+        return {"halo_radius_px": halo_r, "halo_strength": halo_strength, "halo_core": core, "halo_exponent": q,
+                "streaks": streaks, "streak_falloff": falloff}
+
+    def _draw_ghosts(self, cfg: SynthConfig, rng: np.random.Generator, extra: np.random.Generator,
+                     diag: float) -> tuple[list[dict[str, Any]], bool]:
+        """Ghosts on the line through the source and the image centre; returns their parameters and whether
+        they form a chain."""
         self.ghosts: list[tuple[Patch, float]] = []  # (image, position k on the centre line)
         ghost_info = []
         n_ghosts = draw_int(rng, cfg.ghost_count)
@@ -207,15 +238,7 @@ class LightSource:
             strength = draw(rng, cfg.ghost_strength, log=True)
             self.ghosts.append((Patch(img * strength), k))
             ghost_info.append({**info, "position": k, "strength": strength})
-        self.params: dict[str, Any] = {
-            "flicker_hz": self.hz, "waveform": self.waveform, "depth": self.depth, "phase": self.phase,
-            "shape": self.shape, "intensity": self.intensity, "radius_px": r_src, "outside": outside,
-            "start_px": list(self.start), "motion": self.motion, "velocity_px_s": list(self.velocity),
-            "halo_radius_px": halo_r, "halo_strength": halo_strength, "halo_core": core, "halo_exponent": q,
-            "streaks": streaks, "streak_falloff": falloff, "ghosts": ghost_info, "ghost_chain": chain,
-            "dc": self.dc, "roll_rad_s": roll,
-            "veil": None if self.veil is None else {"sigma_px": self.veil[0], "strength": self.veil[1]},
-        }
+        return ghost_info, chain
 
     @property
     def static(self) -> bool:
