@@ -50,6 +50,23 @@ HEAD_UPSAMPLING = {
 MIN_SIZE = {"pan": 128}
 
 
+def _check_arguments(smp3d: Any, arch: str, encoder_name: str, arch_kwargs: dict[str, Any]) -> str:
+    """The architecture's key after the checks that need no building; drops ``encoder_weights: null``."""
+    key = str(arch).lower()
+    if key not in _BY_KEY:
+        raise ValueError(f"smp: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if arch_kwargs.pop("encoder_weights", None) is not None:
+        raise ValueError("smp: encoder_weights must be None (pretrained weights would be downloaded)")
+    for fixed in ("classes", "activation", "aux_params"):
+        if fixed in arch_kwargs:
+            raise ValueError(f"smp: {fixed!r} is set by the adapter, not the config")
+    if encoder_name not in smp3d.encoders.get_encoder_names():
+        raise ValueError(
+            f"smp: unknown encoder {encoder_name!r}; known: {', '.join(smp3d.encoders.get_encoder_names())}"
+        )
+    return key
+
+
 @register("smp")
 class SMPModel(nn.Module):
     """A segmentation-models-pytorch-3d network mapping (N, C, B, H, W) to the same shape."""
@@ -69,18 +86,7 @@ class SMPModel(nn.Module):
         # deprecation warnings, which every evdenoise command would otherwise pay for.
         import segmentation_models_pytorch_3d as smp3d
 
-        key = str(arch).lower()
-        if key not in _BY_KEY:
-            raise ValueError(f"smp: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-        if arch_kwargs.pop("encoder_weights", None) is not None:
-            raise ValueError("smp: encoder_weights must be None (pretrained weights would be downloaded)")
-        for fixed in ("classes", "activation", "aux_params"):
-            if fixed in arch_kwargs:
-                raise ValueError(f"smp: {fixed!r} is set by the adapter, not the config")
-        if encoder_name not in smp3d.encoders.get_encoder_names():
-            raise ValueError(
-                f"smp: unknown encoder {encoder_name!r}; known: {', '.join(smp3d.encoders.get_encoder_names())}"
-            )
+        key = _check_arguments(smp3d, arch, encoder_name, arch_kwargs)
         cls = getattr(smp3d, _BY_KEY[key])
         depth = DEFAULT_DEPTH.get(key, 5) if encoder_depth is None else encoder_depth
         if not isinstance(depth, int) or not 3 <= depth <= 5:
