@@ -26,7 +26,6 @@ from .models import build_model
 
 MODEL_FORMAT = "evdenoise-model"
 FORMAT_VERSION = 1
-# "mask" keeps input events the model keeps: it never invents events or shifts timestamps.
 
 _PLAIN = (str, int, float, bool, type(None))
 

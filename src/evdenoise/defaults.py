@@ -21,7 +21,7 @@ PREDICT_BATCH_SIZE = 4
 DEVICE = "auto"
 
 # decode
-DECODE = "mask"
+DECODE = "mask"  # keeps the input events the model keeps: never invents events or shifts timestamps
 DECODE_SEED = 0
 KEEP_THRESHOLD = 0.25  # mask: the fraction of r*n that keeps one more event (leans towards keeping)
 

@@ -11,6 +11,7 @@ way for every format.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -73,9 +74,16 @@ def read_foreign(path: str | os.PathLike, text: TextFormat | None = None) -> tup
     raise EventFileError(path, f"unknown event file type {suffix!r}; readable: {', '.join(EVENT_SUFFIXES)}")
 
 
-# Errors that must pass: a Rust panic is a BaseException too, so faery's and evlib's calls catch those and
-# turn everything else into an EventFileError naming the file.
-_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+@contextlib.contextmanager
+def _decoding(path: Path, what: str) -> Iterator[None]:
+    """Any failure of faery or evlib inside becomes an EventFileError naming the file. A Rust panic is a
+    BaseException, so those are caught too; interrupts and a closed generator pass through."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, EventFileError):
+        raise
+    except BaseException as err:
+        raise EventFileError(path, f"cannot decode as {what} ({err})") from None
 
 
 def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -103,12 +111,8 @@ def camera_stream(path: str | os.PathLike, block: int
         raise EventFileError(path, f"no Prophesee header ('%' lines) at the start of this .{path.suffix[1:]} file")
     if file_type == "evt" and re.search(r"^% (evt 2\.1|format EVT21)", header, re.M | re.I):
         return None
-    try:
+    with _decoding(path, file_type):
         width, height = faery.events_stream_from_file(path, file_type=file_type).dimensions()
-    except BaseException as err:
-        if isinstance(err, _PASS_THROUGH):
-            raise
-        raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
     return {"width": int(width), "height": int(height)}, lambda: _faery_blocks(path, file_type, block)
 
 
@@ -117,17 +121,13 @@ def _faery_blocks(path: Path, file_type: str, block: int) -> Iterator[dict[str, 
     import numpy as np
 
     pending, size = [], 0
-    try:
+    with _decoding(path, file_type):
         for packet in faery.events_stream_from_file(path, file_type=file_type):
             pending.append(packet)
             size += len(packet)
             if size >= block:
                 yield _faery_raw(np.concatenate(pending))
                 pending, size = [], 0
-    except BaseException as err:
-        if isinstance(err, _PASS_THROUGH):
-            raise
-        raise EventFileError(path, f"cannot decode as {file_type} ({err})") from None
     if pending:
         yield _faery_raw(np.concatenate(pending))
 
@@ -210,14 +210,10 @@ def _read_evt21(path: Path, header: str) -> tuple[dict[str, np.ndarray], dict[st
     tail = (path.stat().st_size - len(header.encode("latin-1"))) % 8
     if tail:  # evlib skips a partial last word silently
         raise EventFileError(path, f"EVT 2.1 data ends {tail} bytes into a 64-bit word; is the file truncated?")
-    try:
+    with _decoding(path, "EVT 2.1"):  # evlib raises OSError
         import evlib
 
         frame = evlib.load_events(str(path)).collect()
-    except BaseException as err:  # evlib raises OSError
-        if isinstance(err, _PASS_THROUGH):
-            raise
-        raise EventFileError(path, f"cannot decode as EVT 2.1 ({err})") from None
     t = frame["t"].cast(int).to_numpy().astype(np.int64)  # a µs duration column
     raw = {"t": t, "x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "p": frame["polarity"].to_numpy() > 0}
     return raw, {"width": width, "height": height}

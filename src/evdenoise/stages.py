@@ -121,7 +121,7 @@ def decode_file(predicted: PathLike, segments: PathLike, original: PathLike, out
 
 
 def baseline_estimates(seg: Segments, *, baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec,
-                       seed: int = 0) -> dict[str, Events]:
+                       seed: int = DECODE_SEED) -> dict[str, Events]:
     """The event streams of the methods that need no network, keyed by name.
 
     ``raw``: the noisy input; ``roundtrip_<d>``: encode -> decode ``d`` with no network (for ``mask``
@@ -144,7 +144,7 @@ def baseline_estimates(seg: Segments, *, baselines: Sequence[str], decodes: Sequ
 
 
 def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baselines: Sequence[str],
-                     decodes: Sequence[str], spec: VoxelSpec, seed: int = 0,
+                     decodes: Sequence[str], spec: VoxelSpec, seed: int = DECODE_SEED,
                      keep_threshold: float = KEEP_THRESHOLD) -> dict[str, Events]:
     """:func:`baseline_estimates` and ``<name>_<d>``: the prediction ``preds[name]`` decoded with ``d``
     (the decode of :func:`decode_file`, so the same events as the files it writes)."""
@@ -157,7 +157,7 @@ def method_estimates(seg: Segments, preds: Mapping[str, np.ndarray], *, baseline
 
 
 def evaluate_sample(segments: PathLike, denoised: Mapping[str, PathLike], out: PathLike, *, sample: str,
-                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = 0) -> pd.DataFrame:
+                    baselines: Sequence[str], decodes: Sequence[str], spec: VoxelSpec, seed: int = DECODE_SEED) -> pd.DataFrame:
     """Per-window metrics against the clean events of one file, written as CSV: of each denoised file
     (``denoised`` maps a method name such as ``model_mask`` to the file users get) and of the baselines
     (``decodes``: the decoders of the network-free round trip)."""

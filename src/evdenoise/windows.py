@@ -90,15 +90,26 @@ def make_windows(t_first: int, t_last: int, segment_us: int = SEGMENT_US, grid: 
     before its end, and flagged partial. E.g. t in [t0, t0 + 99999] gives 5 full 20 ms windows.
     """
     t_first, t_last, segment_us = int(t_first), int(t_last), int(segment_us)
-    if segment_us <= 0:
-        raise ValueError(f"segment_us must be positive, got {segment_us}")
+    _check_grid(segment_us, grid)
     if t_last < t_first:
         raise ValueError(f"t_last ({t_last}) is before t_first ({t_first})")
-    if grid not in GRIDS:
-        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
     origin = window_origin(t_first, segment_us, grid)
     count = (t_last - origin) // segment_us + 1
     return windows_at(np.arange(count, dtype=np.int64), t_first, t_last, segment_us, grid)
+
+
+def _check_grid(segment_us: int, grid: str) -> None:
+    if segment_us <= 0:
+        raise ValueError(f"segment_us must be positive, got {segment_us}")
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+
+
+def _window_ids(t: np.ndarray, origin: int, segment_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the grid numbers of the windows a sorted ``t`` falls in, the index of each one's first event)."""
+    ids = (t - origin) // segment_us
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    return ids[first], first
 
 
 def window_origin(t_first: int, segment_us: int, grid: str) -> int:
@@ -126,7 +137,7 @@ def window_chunks(blocks: Iterable[Events], t_first: int, t_last: int, segment_u
     carry: list[Events] = []
     for block, last in _with_last(blocks):
         events = Events.concatenate([*carry, block])
-        ids, first = np.unique((events.t - origin) // segment_us, return_index=True)
+        ids, first = _window_ids(events.t, origin, segment_us)
         # Hold back the last window (the next block may continue it) and any run shorter than ``chunk``.
         ready = len(ids) if last else (len(ids) - 1) // chunk * chunk
         for i in range(0, ready, chunk):
@@ -152,10 +163,9 @@ def windows_for(events: Events, segment_us: int = SEGMENT_US, grid: str = GRID) 
     if len(events) == 0:
         return Windows.empty(grid)
     t_first, t_last, segment_us = int(events.t[0]), int(events.t[-1]), int(segment_us)
-    if segment_us <= 0:
-        raise ValueError(f"segment_us must be positive, got {segment_us}")
-    ids = (events.t - window_origin(t_first, segment_us, grid)) // segment_us
-    return windows_at(ids[np.r_[True, ids[1:] != ids[:-1]]], t_first, t_last, segment_us, grid)
+    _check_grid(segment_us, grid)
+    ids, _ = _window_ids(events.t, window_origin(t_first, segment_us, grid), segment_us)
+    return windows_at(ids, t_first, t_last, segment_us, grid)
 
 
 def split(events: Events, windows: Windows) -> list[Events]:
