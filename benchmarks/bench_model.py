@@ -42,7 +42,14 @@ import torch
 from torch import nn
 
 from evdenoise.models import build_model
-from quality import ROOT, load_config, training_data
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
 
 WINDOW = (1, 1, 8, 480, 640)  # one 20 ms window of a 640x480 sensor, 8 bins, C=1
 CROPS = (2, 1, 8, 128, 128)  # a training batch of 128x128 crops
@@ -194,6 +201,30 @@ def identity_loss(val_files: list[Path], train_cfg: Mapping[str, Any]) -> float:
     return num / den
 
 
+def default_voxels(work: Path) -> dict[str, list[Path]]:
+    """The embedded default data (config.yaml's data.synthetic), split and voxelized as `make run` does it,
+    under ``work`` (built once: Snakemake is not involved, so a changed config needs a fresh ``work``)."""
+    from evdenoise.stages import split_file, voxelize_file
+    from evdenoise.synth import SynthConfig, synthesize
+    from evdenoise.voxel import VoxelSpec
+
+    syn, win = CONFIG["data"]["synthetic"], CONFIG["windows"]
+    if not (work / "data" / "manifest.csv").exists():
+        synthesize(work / "data", counts=syn["counts"], seed=syn["seed"], cfg=SynthConfig.from_dict(
+            {"width": syn["width"], "height": syn["height"], "duration_us": syn["duration_us"], **syn["params"]}))
+    vox: dict[str, list[Path]] = {}
+    for split in ("train", "val"):
+        for noisy in sorted((work / "data" / split / "noisy").glob("*_bg_flare.h5")):
+            name = noisy.name.removesuffix("_bg_flare.h5")
+            seg, out = work / "segments" / f"{name}.h5", work / "voxels" / f"{name}.h5"
+            if not out.exists():
+                split_file(noisy, noisy.parents[1] / "clean" / f"{name}_bg_light.h5", seg,
+                           segment_us=win["segment_us"], grid=win["grid"])
+                voxelize_file(seg, out, VoxelSpec(**CONFIG["voxel"]))
+            vox.setdefault(split, []).append(out)
+    return vox
+
+
 def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[str], *, steps: int,
                      seeds: list[int], work: Path, threads: int) -> dict[str, dict[str, list[float]]]:
     """Train each model on the embedded default data (``config/config.yaml``'s synthetic set, split and
@@ -209,7 +240,7 @@ def compare_training(model_cfgs: Mapping[str, Mapping[str, Any]], losses: list[s
 
     if "residualunet3d" not in MODELS:
         register("residualunet3d")(residual_unet3d)
-    _, vox = training_data(CONFIG, work)
+    vox = default_voxels(work)
     out: dict[str, dict[str, list[float]]] = {}
     for loss in losses:
         settings = {**CONFIG["train"], "loss": loss, "steps": steps, "val_every": steps, "threads": threads}
@@ -231,8 +262,8 @@ def main() -> None:
     ap.add_argument("--quality-steps", type=int, default=0, help="also run compare_training for N steps")
     ap.add_argument("--quality-seeds", type=int, nargs="+", default=[int(CONFIG["train"].get("seed", 0))],
                     help="training seeds for compare_training (default: the config's)")
-    ap.add_argument("--work", type=Path, default=ROOT / "results" / "quality",
-                    help="where the default data is built (shared with benchmarks/quality.py)")
+    ap.add_argument("--work", type=Path, default=ROOT / "results" / "bench_model",
+                    help="where the default data is built")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -20,8 +20,8 @@ import torch
 from evdenoise.checkpoint import config_hash
 from evdenoise.denoise import denoise_events
 from evdenoise.pretrained import MODEL_PATH, load_config
+from evdenoise.quality import read_pair
 from evdenoise.synth import SynthConfig, synthesize
-from quality import read_pair
 from quality_pretrained import kept_shares
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def score(model: Path, work: Path) -> pd.DataFrame:
     rows = []
     for i, (name, over) in enumerate(FACTORS.items()):
         for _, row in factor_files(work, name, {**base, **over}, SEED + 10 * i).iterrows():
-            raw, label, _ = read_pair(row, {})
+            raw, label, _ = read_pair(Path(row["root"]) / row["noisy"], Path(row["root"]) / row["clean"])
             for th in THRESHOLDS:
                 out = denoise_events(raw, model, device="cpu", keep_threshold=th)
                 rows.append({"factor": name, "file": row["name"], "th": th, **kept_shares(raw, label, out)})

@@ -3,6 +3,7 @@
 Usage (from the repository root):
 
     .venv/bin/python benchmarks/quality_pretrained.py [--files 1] [--baseline results/model/model.pt]
+        [--keep-thresholds 0.25 0.1]
 
 Held-out groups: six flare kinds (``KINDS``), each pushing its own factor past the training range of
 ``config/pretrained.yaml`` (in every training round: files are drawn from the base round's settings, so the
@@ -17,8 +18,10 @@ denoised exactly as ``evdenoise denoise`` does it (``denoise_events`` with its d
 - the share of events kept on the flare-free real recordings; before/after pictures; seconds per file.
 
 ``--baseline`` adds another model file (e.g. the one ``make run`` trains) to every table, denoised and timed
-side by side. Writes ``benchmarks/quality_pretrained.md``, pictures under ``benchmarks/quality_pretrained/``
-and the model card's quality section. Generated data is kept under ``--work``, in folders named by a hash of
+side by side. ``--keep-thresholds`` scores each model at several mask keep thresholds (the decoder keeps a
+cell's next event when its fraction of r*n reaches the threshold: lower keeps more), all with the same
+network. Writes ``benchmarks/quality_pretrained.md``, pictures under ``benchmarks/quality_pretrained/`` and
+the model card's quality section. Generated data is kept under ``--work``, in folders named by a hash of
 their generator settings, so a rerun with other settings never reuses stale files.
 """
 from __future__ import annotations
@@ -26,25 +29,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from collections.abc import Mapping
 
 import pandas as pd
 import torch
 
 from evdenoise.checkpoint import config_hash, load_checkpoint
+from evdenoise.defaults import KEEP_THRESHOLD
 from evdenoise.denoise import denoise_events
 from evdenoise.events import Events
 from evdenoise.filters import apply_filter
+from evdenoise.evaluate import summarize
 from evdenoise.metrics import BENCHMARK_COLUMNS, file_metrics
 from evdenoise.plot import plot_events
-from evdenoise.pretrained import CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, round_configs, write_card
+from evdenoise.pretrained import (CARD_PATH, MODEL_PATH, card_facts, data_sets, load_config, read_card_facts,
+                                  round_configs, write_card)
+from evdenoise.quality import FILTERS, compact_rows, read_pair, relative, wins
+from evdenoise.quality_sets import load_quality_config
 from evdenoise.synth import SynthConfig, not_in, synthesize
-from quality import FILTERS, REAL_DIR, REAL_FILES, compact, read_pair, summarize, wins
 
 ROOT = Path(__file__).resolve().parents[1]
+REAL = [ROOT / p for p in load_quality_config(ROOT / "config" / "quality.yaml")["real"]]  # flare-free recordings
 SIZES = ((346, 260), (640, 480), (1280, 720))
 HELDOUT_BASE: dict[str, Any] = {"flicker_hz": (90.0, 180.0)}  # training drew 50, 60, 100, 120, 144 Hz
 # Per kind: the generator settings past the training ranges (training range in the comment).
@@ -65,6 +74,13 @@ SEED = 5000  # the training files use seed 1000
 log = logging.getLogger("quality_pretrained")
 
 
+class Variant(NamedTuple):
+    """A model file scored with one mask keep threshold (a decode setting: no retraining)."""
+
+    path: Path
+    keep_threshold: float = KEEP_THRESHOLD
+
+
 def groups(train_params: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], bool]]:
     """Group name -> (generator settings, real backgrounds?)."""
     out = {}
@@ -80,7 +96,7 @@ def heldout_data(work: Path, train_params: Mapping[str, Any], files: int) -> pd.
     frames = []
     for i, (group, (params, real)) in enumerate(groups(train_params).items()):
         cfg = SynthConfig.from_dict(params)
-        backgrounds = [REAL_DIR / f for f in REAL_FILES] if real else []
+        backgrounds = REAL if real else []
         root = work / "heldout" / f"{group.replace(' ', '_')}-{config_hash(cfg.to_dict(), files, SEED + i)}"
         if not (root / "manifest.csv").exists():
             synthesize(root, counts={"heldout": files}, cfg=cfg, seed=SEED + i, backgrounds=backgrounds)
@@ -99,15 +115,15 @@ def kept_shares(raw: Events, label: Events, out: Events) -> dict[str, float]:
             "flare_share": float(flare.mean())}
 
 
-def score_file(row: pd.Series, models: Mapping[str, Path]) -> tuple[list[pd.DataFrame], list[dict[str, Any]],
+def score_file(row: pd.Series, models: Mapping[str, Variant]) -> tuple[list[pd.DataFrame], list[dict[str, Any]],
                                                                    dict[str, Events]]:
     """Per-window metrics of every method, shares and seconds per model, and every method's output."""
-    raw, label, windows = read_pair(row, {})
+    raw, label, windows = read_pair(Path(row["root"]) / row["noisy"], Path(row["root"]) / row["clean"])
     outputs: dict[str, Events] = {"raw": raw}
     shares = []
-    for name, path in models.items():
+    for name, (path, threshold) in models.items():
         started = time.perf_counter()
-        outputs[name] = denoise_events(raw, path, device="cpu")
+        outputs[name] = denoise_events(raw, path, device="cpu", keep_threshold=threshold)
         seconds = time.perf_counter() - started
         shares.append({"group": row["group"], "file": row["name"], "model": name, "seconds": seconds,
                        "size": f"{raw.width}x{raw.height}", "events": len(raw),
@@ -123,17 +139,18 @@ def score_file(row: pd.Series, models: Mapping[str, Path]) -> tuple[list[pd.Data
     return frames, shares, {**outputs, "clean": label}  # "clean" only for the pictures
 
 
-def picture(outputs: Mapping[str, Events], models: Mapping[str, Path], png: Path) -> None:
+def picture(outputs: Mapping[str, Events], models: Mapping[str, Variant], png: Path) -> None:
     names = ["raw", "clean", *models]
     plot_events([outputs[n] for n in names], ["noisy input", "clean (truth)", *models], png, windows=True,
                 max_windows=2, dpi=55)
 
 
-def score_all(manifest: pd.DataFrame, models: Mapping[str, Path], pictures: Path
+def score_all(manifest: pd.DataFrame, models: Mapping[str, Variant], pictures: Path
               ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     frames, shares, pngs = [], [], {}
-    first = read_pair(manifest.iloc[0], {})[0]
-    for path in models.values():  # compile the numba kernels before anything is timed
+    first = read_pair(Path(manifest.iloc[0]["root"]) / manifest.iloc[0]["noisy"],
+                      Path(manifest.iloc[0]["root"]) / manifest.iloc[0]["clean"])[0]
+    for path, _ in models.values():  # compile the numba kernels before anything is timed
         denoise_events(first.select(slice(0, 1000)), path, device="cpu")
     for _, row in manifest.iterrows():
         log.info("%s: %s", row["group"], row["name"])
@@ -147,7 +164,7 @@ def score_all(manifest: pd.DataFrame, models: Mapping[str, Path], pictures: Path
     return pd.concat(frames, ignore_index=True), pd.DataFrame(shares), pngs
 
 
-def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str, Path]) -> str:
+def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str, Variant]) -> str:
     """One row per group and model: shares removed / kept, and the metrics won against raw and every filter."""
     lines = ["| group | files | flare share | model | flare removed | clean kept | metrics won (of 8) "
              "| Chamfer | MSE | PMSE4 | T-F1 |", "|" + "---|" * 11]
@@ -156,18 +173,18 @@ def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str,
         for name in models:
             s = shares[(shares["group"] == group) & (shares["model"] == name)]
             won = sum(wins(summary, name).values())
-            rel = summary["rel"].loc[name]
+            rel = relative(summary).loc[name]
             lines.append(f"| {group} | {len(s)} | {s['flare_share'].mean():.0%} | {name} "
                          f"| {s['flare_removed'].mean():.1%} | {s['clean_kept'].mean():.1%} | {won} "
                          f"| {rel['chamfer']:+.0f}% | {rel['mse']:+.0f}% | {rel['pmse4']:+.0f}% | {rel['t_f1']:+.0f}% |")
     return "\n".join(lines)
 
 
-def real_table(models: Mapping[str, Path]) -> str:
+def real_table(models: Mapping[str, Variant]) -> str:
     lines = ["| recording | events | " + " | ".join(f"{n} kept" for n in models) + " |", "|" + "---|" * (2 + len(models))]
-    for name in REAL_FILES:
-        ev = read_pair(pd.Series({"root": REAL_DIR, "noisy": name, "clean": name}), {})[0]
-        kept = [len(denoise_events(ev, p, device="cpu")) / len(ev) for p in models.values()]
+    for path in REAL:
+        name, ev = path.name, read_pair(path, path)[0]
+        kept = [len(denoise_events(ev, p, device="cpu", keep_threshold=th)) / len(ev) for p, th in models.values()]
         lines.append(f"| {name} | {len(ev):,} | " + " | ".join(f"{k:.1%}" for k in kept) + " |")
     return "\n".join(lines)
 
@@ -188,7 +205,7 @@ def targets(scores: pd.DataFrame, shares: pd.DataFrame, name: str) -> list[str]:
     """Each target of the pretrained model, met or not, with the measured value."""
     s = shares[shares["model"] == name].groupby("group", sort=False)[["flare_removed", "clean_kept"]].mean()
     pooled = summarize(scores)
-    rel = pooled["rel"].loc[name]
+    rel = relative(pooled).loc[name]
     worst_removed, worst_kept = s["flare_removed"].idxmin(), s["clean_kept"].idxmin()
     won = wins(pooled, name)
 
@@ -207,7 +224,7 @@ def targets(scores: pd.DataFrame, shares: pd.DataFrame, name: str) -> list[str]:
 
 
 def heldout_definition(rounds: Mapping[str, Mapping[str, Any]]) -> str:
-    """The held-out settings beside each training round's (``rounds``: round -> generator params)."""
+    """The held-out settings beside each training data set's (``rounds``: data set -> generator params)."""
     lines = ["| kind | held-out settings | training range (" + " / ".join(rounds) + ") |", "|---|---|---|"]
     for kind, over in {"all files": HELDOUT_BASE, **KINDS}.items():
         held = ", ".join(f"{k}={json.dumps(v)}" for k, v in over.items())
@@ -226,10 +243,10 @@ def model_facts(path: Path) -> dict[str, Any]:
     return {**card_facts(meta, pd.DataFrame(meta["history"])), "commit": "unknown"}
 
 
-def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], models: Mapping[str, Path],
-           rounds: Mapping[str, Mapping[str, Any]], files: int) -> tuple[str, str]:
+def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], models: Mapping[str, Variant],
+           rounds: Mapping[str, Mapping[str, Any]], files: int, command: str) -> tuple[str, str]:
     """(the whole markdown page, the part that goes into the model card)."""
-    facts = model_facts(models["pretrained"])
+    facts = model_facts(models["pretrained"].path)
     pooled = summarize(scores)
     header = ("| method | " + " | ".join(BENCHMARK_COLUMNS) + " |\n|" + "---|" * (1 + len(BENCHMARK_COLUMNS)))
     card = "\n".join([
@@ -237,17 +254,17 @@ def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], 
         "training ranges (`benchmarks/quality_pretrained.md`).", "",
         group_table(scores, shares, models), "",
         "Pooled over every held-out window (change vs raw input):", "", header,
-        *compact(pooled, "pretrained"),
-        *(line for name in list(models)[1:] for line in compact(pooled, name)
+        *compact_rows(pooled, "pretrained"),
+        *(line for name in list(models)[1:] for line in compact_rows(pooled, name)
           if line.startswith((f"| {name} ", "| wins"))), "",
         "Targets (issue 19):", *targets(scores, shares, "pretrained"),
     ])
     page = "\n".join([
         "# Pretrained model: quality on held-out data",
         "",
-        f"Made by `.venv/bin/python benchmarks/quality_pretrained.py --files {files}"
-        + "".join(f" --baseline {p} --baseline-name {n}" for n, p in list(models.items())[1:])
-        + "`; model trained at commit "
+        f"Made by `{command}`; thresholds: "
+        + ", ".join(f"{n} keeps a cell's event from r*n >= {v.keep_threshold}" for n, v in models.items())
+        + "; model trained at commit "
         f"`{facts['commit']}` ({facts['steps']} steps, {facts['train_seconds'] / 3600:.2f} h). "
         "Flare removed: share of the noisy events that are not in the clean stream which the model drops; clean "
         "kept: share of the noisy events that are in the clean stream which it keeps. Metrics: E-Deflare's, per "
@@ -270,18 +287,24 @@ def main() -> None:
     ap.add_argument("--baseline-name", default="baseline", help="its name in the tables")
     ap.add_argument("--files", type=int, default=1, help="files per held-out group")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep-thresholds", type=float, nargs="+", default=[KEEP_THRESHOLD],
+                    help="mask keep thresholds to score each model at (decode only; names get '@<threshold>' "
+                         "after the first)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     cfg = load_config(ROOT / "config" / "pretrained.yaml")
-    models = {"pretrained": args.model, **({args.baseline_name: args.baseline} if args.baseline else {})}
+    files = {"pretrained": args.model, **({args.baseline_name: args.baseline} if args.baseline else {})}
+    models = {name + (f"@{th:g}" if i else ""): Variant(path, th)
+              for name, path in files.items() for i, th in enumerate(args.keep_thresholds)}
     manifest = heldout_data(args.work, cfg["data"]["params"], args.files)
     pictures = ROOT / "benchmarks" / "quality_pretrained"
     scores, shares, pngs = score_all(manifest, models, pictures)
     scores.to_csv(args.work / "scores.csv", index=False)
     shares.to_csv(args.work / "shares.csv", index=False)
-    rounds = {name: r["data"]["params"] for name, r in round_configs(cfg).items()}
-    page, card = report(scores, shares, pngs, models, rounds, args.files)
+    rounds = {name: data["params"] for name, data in data_sets(round_configs(cfg)).items()}
+    command = " ".join([".venv/bin/python benchmarks/quality_pretrained.py", *sys.argv[1:]])
+    page, card = report(scores, shares, pngs, models, rounds, args.files, command)
     (ROOT / "benchmarks" / "quality_pretrained.md").write_text(page)
     if args.model.resolve() == MODEL_PATH:
         write_card(CARD_PATH, model_facts(args.model), cfg, quality=card)

@@ -10,8 +10,10 @@ from evdenoise.cluster import SINFO_ARGS, Request, parse_sinfo, request_problems
 from evdenoise.pretrained import HERE as PRETRAINED_DIR
 from evdenoise.pretrained import MODEL_PATH as PRETRAINED_MODEL
 from evdenoise.pretrained import load_config as load_pretrained_config
+from evdenoise.pretrained import data_sets as pretrained_data_sets
 from evdenoise.pretrained import round_configs as pretrained_rounds
 from evdenoise.pretrained import read_card_facts
+from evdenoise.quality_sets import load_quality_config, real_samples, set_samples, set_synth_settings
 from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples
 from evdenoise.train_config import TrainConfig
 
@@ -26,6 +28,22 @@ VAL = [n for n, s in SAMPLES.items() if s.split == "val"]
 TEST = [n for n, s in SAMPLES.items() if s.split == "test"]
 INFER = [n for n, s in SAMPLES.items() if s.split == "infer"]
 FIGURE_SAMPLES = TEST[: config["evaluate"]["figures"]]
+
+# snakemake quality (rules/quality.smk): more pairs and flare-free recordings, run through the same rules.
+try:
+    QUALITY = load_quality_config(os.path.join(workflow.basedir, config["quality_config"]))
+except (OSError, ValueError) as err:
+    raise WorkflowError(f"bad quality configuration: {err}")
+QUALITY_SYNTH = set_synth_settings(QUALITY, config["data"]["synthetic"], "results/quality", workflow.basedir)
+QUALITY_SETS = {name: [s.name for s in samples] for name, samples in set_samples(QUALITY_SYNTH).items()}
+QUALITY_REAL = [s.name for s in real_samples(QUALITY, workflow.basedir)]
+for _s in [
+    *(s for samples in set_samples(QUALITY_SYNTH).values() for s in samples),
+    *real_samples(QUALITY, workflow.basedir),
+]:
+    if _s.name in SAMPLES:
+        raise WorkflowError(f"sample name {_s.name!r} is used by both {SAMPLES[_s.name].noisy} and {_s.noisy}")
+    SAMPLES[_s.name] = _s
 # model.pretrained: the shipped model denoises and nothing is trained.
 PRETRAINED = config["model"].get("pretrained", False)
 MODEL = str(PRETRAINED_MODEL) if PRETRAINED else "results/model/model.pt"
@@ -93,6 +111,26 @@ def summary_outputs():
         "results/figures/comparison.png",
         *expand("results/figures/samples/{sample}_{kind}.png", sample=FIGURE_SAMPLES, kind=["events", "voxels"]),
     ]
+
+
+def quality_inputs(wildcards):
+    """What the quality page reads: every set's metrics, the bounds, the recordings' shares, the model."""
+    pictured = TEST + [QUALITY_SETS[e][0] for e in QUALITY["examples"] if e != "test"]
+    return {
+        "test": [f"results/metrics/{s}.csv" for s in TEST],
+        "sets": [f"results/metrics/{s}.csv" for names in QUALITY_SETS.values() for s in names],
+        "bounds": [f"results/quality/bounds/{s}.csv" for s in TEST],
+        "real": [f"results/quality/real/{s}.csv" for s in QUALITY_REAL],
+        "denoised": [f"results/denoised/{s}.h5" for s in pictured],
+        "model": MODEL,
+        "train": [] if PRETRAINED else ["results/benchmarks/train.tsv"],
+    }
+
+
+def quality_pictured():
+    """Noisy and clean file of each pair the quality page may picture (the test split, each example set's first)."""
+    names = TEST + [QUALITY_SETS[e][0] for e in QUALITY["examples"] if e != "test"]
+    return as_json({s: [str(SAMPLES[s].noisy), str(SAMPLES[s].clean)] for s in names})
 
 
 def init_weights_file():
@@ -183,6 +221,7 @@ def check_slurm_requests():
 PRE = load_pretrained_config(os.path.join(workflow.basedir, config["pretrained_config"]))
 PRE_ROUNDS = pretrained_rounds(PRE)
 PRE_LAST = list(PRE_ROUNDS)[-1]  # the round whose model is shipped
+PRE_SETS = pretrained_data_sets(PRE_ROUNDS)  # each round's synthesized files, by data set name
 PRE_NAMES = {  # the same in every round (round_configs refuses other counts)
     split: [f"synth_{split}_{i:04d}" for i in range(PRE["data"]["counts"][split])] for split in ("train", "val")
 }
@@ -191,6 +230,7 @@ PRE_NAMES = {  # the same in every round (round_configs refuses other counts)
 wildcard_constraints:
     split="train|val",
     round="|".join(PRE_ROUNDS),
+    dataset="|".join(PRE_SETS),
 
 
 def pre_dir(rnd):
@@ -203,10 +243,11 @@ def pre_pair(rnd, split, name, role):
 
 
 def pre_voxels(rnd, split):
-    """A round's voxel files; a mixing round's list starts with the previous round's."""
+    """A round's voxel files; a mixing round's list starts with the earlier rounds' data sets."""
     order = list(PRE_ROUNDS)
     rounds = order[: order.index(rnd) + 1] if PRE_ROUNDS[rnd]["mix"] else [rnd]
-    return [f"{pre_dir(r)}/voxels/{split}/{name}.h5" for r in rounds for name in PRE_NAMES[split]]
+    sets = [s for r in rounds for s in PRE_ROUNDS[r]["sets"]]
+    return [f"{pre_dir(s)}/voxels/{split}/{name}.h5" for s in sets for name in PRE_NAMES[split]]
 
 
 def pre_init(rnd):

@@ -1,16 +1,17 @@
 # The shipped pretrained model, rebuilt from nothing: `snakemake pretrained` runs each round of
 # config/pretrained.yaml (base, then the optional finetune, which starts from base's model): synthesizes the
-# round's training set, splits and voxelizes it per file, trains, and copies the last round's model and its
-# card into src/evdenoise/pretrained/ (commit them). Independent of config/config.yaml's data and model.
+# round's data sets (one folder each), splits and voxelizes them per file, trains, and copies the last round's
+# model and its card into src/evdenoise/pretrained/ (commit them). Independent of config/config.yaml's data
+# and model.
 
 
 rule pretrained_synthesize:
     output:
-        noisy=[pre_pair("{round}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
-        clean=[pre_pair("{round}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
-        manifest="results/pretrained/{round}/data/manifest.csv",
+        noisy=[pre_pair("{dataset}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
+        clean=[pre_pair("{dataset}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
+        manifest="results/pretrained/{dataset}/data/manifest.csv",
     log:
-        "results/logs/pretrained/{round}/synthesize.log",
+        "results/logs/pretrained/{dataset}/synthesize.log",
     conda:
         "../envs/evdenoise.yaml"
     threads: 1
@@ -21,15 +22,15 @@ rule pretrained_synthesize:
     params:
         synth=lambda w: as_json(
             {
-                "root": f"{pre_dir(w.round)}/data",
-                "counts": PRE_ROUNDS[w.round]["data"]["counts"],
+                "root": f"{pre_dir(w.dataset)}/data",
+                "counts": PRE_SETS[w.dataset]["counts"],
                 "width": 640,
                 "height": 480,
-                "duration_us": PRE_ROUNDS[w.round]["data"]["duration_us"],
-                "seed": PRE_ROUNDS[w.round]["data"]["seed"],
+                "duration_us": PRE_SETS[w.dataset]["duration_us"],
+                "seed": PRE_SETS[w.dataset]["seed"],
                 "previews": False,
                 "backgrounds": [],
-                "params": PRE_ROUNDS[w.round]["data"]["params"],
+                "params": PRE_SETS[w.dataset]["params"],
             }
         ),
     script:
@@ -38,12 +39,12 @@ rule pretrained_synthesize:
 
 rule pretrained_split:
     input:
-        noisy=lambda w: pre_pair(w.round, w.split, w.name, "noisy"),
-        clean=lambda w: [pre_pair(w.round, w.split, w.name, "clean")],
+        noisy=lambda w: pre_pair(w.dataset, w.split, w.name, "noisy"),
+        clean=lambda w: [pre_pair(w.dataset, w.split, w.name, "clean")],
     output:
-        "results/pretrained/{round}/segments/{split}/{name}.h5",
+        "results/pretrained/{dataset}/segments/{split}/{name}.h5",
     log:
-        "results/logs/pretrained/{round}/split/{split}/{name}.log",
+        "results/logs/pretrained/{dataset}/split/{split}/{name}.log",
     conda:
         "../envs/evdenoise.yaml"
     threads: 1
@@ -61,11 +62,11 @@ rule pretrained_split:
 
 rule pretrained_voxelize:
     input:
-        "results/pretrained/{round}/segments/{split}/{name}.h5",
+        "results/pretrained/{dataset}/segments/{split}/{name}.h5",
     output:
-        "results/pretrained/{round}/voxels/{split}/{name}.h5",
+        "results/pretrained/{dataset}/voxels/{split}/{name}.h5",
     log:
-        "results/logs/pretrained/{round}/voxelize/{split}/{name}.log",
+        "results/logs/pretrained/{dataset}/voxelize/{split}/{name}.log",
     conda:
         "../envs/evdenoise.yaml"
     threads: 1

@@ -12,8 +12,8 @@ import yaml
 from evdenoise.checkpoint import load_checkpoint, load_model
 from evdenoise.cli import main
 from evdenoise.events import read_events
-from evdenoise.pretrained import (CARD_PATH, MODEL_PATH, card_facts, load_config, read_card_facts, require_model,
-                                  round_configs)
+from evdenoise.pretrained import (CARD_PATH, MODEL_PATH, card_facts, data_sets, load_config, read_card_facts,
+                                  require_model, round_configs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +58,16 @@ def test_denoise_without_model_keeps_most_of_flare_free_real_recordings(tmp_path
     assert np.isin(kept.t, given.t).all()  # mask decoding keeps input events, never invents them
 
 
+def test_finetune_round_can_mix_several_new_data_sets() -> None:
+    cfg = load_config(REPO / "config" / "pretrained.yaml")
+    cfg["finetune"] = {"data": [{"seed": 7, "params": {"dc_prob": 0.5}}, {"seed": 8}], "mix": True}
+    rounds = round_configs(cfg)
+    sets = data_sets(rounds)
+    assert list(sets) == ["base", "finetune-1", "finetune-2"] and list(rounds["finetune"]["sets"]) == list(sets)[1:]
+    assert sets["finetune-1"]["params"] == {**cfg["data"]["params"], "dc_prob": 0.5}
+    assert sets["finetune-2"]["params"] == cfg["data"]["params"] and sets["finetune-2"]["seed"] == 8
+
+
 def test_missing_pretrained_file_says_how_to_rebuild(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="snakemake --cores 2 pretrained"):
         require_model(tmp_path / "model.pt")
@@ -67,16 +77,20 @@ def test_finetune_round_overrides_base_key_by_key(tmp_path: Path) -> None:
     cfg = load_config(REPO / "config" / "pretrained.yaml")
     cfg["finetune"] = {"data": {"seed": 7, "params": {"dc_prob": 0.5}}, "train": {"steps": 3}}
     rounds = round_configs(cfg)
-    assert list(rounds) == ["base", "finetune"] and rounds["base"]["data"] == cfg["data"]
+    assert list(rounds) == ["base", "finetune"] and rounds["base"]["sets"] == {"base": cfg["data"]}
     ft = rounds["finetune"]
-    assert ft["data"]["seed"] == 7 and ft["data"]["counts"] == cfg["data"]["counts"]
-    assert ft["data"]["params"] == {**cfg["data"]["params"], "dc_prob": 0.5}
+    assert list(ft["sets"]) == ["finetune"]
+    assert ft["sets"]["finetune"]["seed"] == 7 and ft["sets"]["finetune"]["counts"] == cfg["data"]["counts"]
+    assert ft["sets"]["finetune"]["params"] == {**cfg["data"]["params"], "dc_prob": 0.5}
     assert ft["train"] == {**cfg["train"], "steps": 3}
     assert not ft["mix"] and round_configs({**cfg, "finetune": {"mix": True}})["finetune"]["mix"]
     assert list(round_configs({**cfg, "finetune": None})) == ["base"]
     bad = tmp_path / "bad.yaml"
     for section, why in (({"data": {"counts": {"train": 1}}}, "same counts"), ({"model": {}}, "not \\[.model.\\]"),
-                         ({"mix": 1}, "mix must"),
+                         ({"mix": 1}, "mix must"), ({"data": []}, "non-empty list"),
+                         ({"data": [{"seed": 7}, {"seed": 7}]}, "seed of its own"),
+                         ({"data": [{"seed": 7}, {"params": {"dc_prob": 0.5}}]}, "seed of its own"),
+                         ({"data": [{"seed": 7, "params": {"dc_prob": 2.0}}]}, "dc_prob"),
                          ({"train": {"steps": -1}}, "steps")):
         bad.write_text(yaml.safe_dump({**cfg, "finetune": section}))
         with pytest.raises(ValueError, match=why):

@@ -1,17 +1,18 @@
-"""The verdict helpers of benchmarks/quality.py (fast: no training, no data)."""
+"""The verdict helpers of snakemake quality's page (evdenoise.quality) and its sets (fast: no training, no data)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from evdenoise import quality
+from evdenoise.evaluate import summarize
 from evdenoise.metrics import BENCHMARK_COLUMNS
+from evdenoise.quality_sets import load_quality_config, real_samples, set_samples, set_synth_settings
 
-_spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
-quality = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(quality)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _scores(values: dict[str, float], f1: dict[str, float]) -> pd.DataFrame:
@@ -29,38 +30,58 @@ def _scores(values: dict[str, float], f1: dict[str, float]) -> pd.DataFrame:
 def test_summary_relative_change_and_verdict() -> None:
     scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 1.5, "stcf": 4.0, "model_mask": 1.0},
                      {"raw": 0.7, "baf": 0.6, "refractory": 0.65, "stcf": 0.5, "model_mask": 0.8})
-    s = quality.summarize(scores)
-    assert s["mean"].at["raw", "mse"] == pytest.approx(3.0)
-    assert s["rel"].at["model_mask", "mse"] == pytest.approx(-50.0)
-    assert s["rel"].at["model_mask", "r_f1"] == pytest.approx((0.8 / 0.7 - 1) * 100)
+    s = summarize(scores)
+    assert s.at["raw", "mse_mean"] == pytest.approx(3.0)
+    assert quality.relative(s).at["model_mask", "mse"] == pytest.approx(-50.0)
+    assert quality.relative(s).at["model_mask", "r_f1"] == pytest.approx((0.8 / 0.7 - 1) * 100)
     assert quality.best_filter(s) == {c: "refractory" for c in BENCHMARK_COLUMNS}
     assert all(quality.wins(s, "model_mask").values())
     # a filter better than the model on the lower-is-better metrics flips exactly those verdicts
     scores.loc[scores["method"] == "refractory", ["chamfer", "mse"]] = 0.1
-    verdict = quality.wins(quality.summarize(scores), "model_mask")
+    verdict = quality.wins(summarize(scores), "model_mask")
     assert [c for c, ok in verdict.items() if not ok] == ["chamfer", "mse"]
 
 
 def test_model_equal_to_raw_does_not_win() -> None:
     scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 3.0, "stcf": 3.0, "model_mask": 2.0},
                      {"raw": 0.7, "baf": 0.6, "refractory": 0.6, "stcf": 0.6, "model_mask": 0.7})
-    assert not any(quality.wins(quality.summarize(scores), "model_mask").values())
+    assert not any(quality.wins(summarize(scores), "model_mask").values())
 
 
-def test_heldout_groups_differ_from_training_defaults() -> None:
+def test_quality_sets_are_the_workflows_data_with_each_sets_keys_on_top(tmp_path: Path) -> None:
     from evdenoise.synth import SynthConfig
 
-    default = SynthConfig()
-    for group, (overrides, n, seed, _) in quality.HELDOUT.items():
-        assert n >= 1 and seed != 0, group
-        cfg = SynthConfig(**overrides)  # valid generator settings
-        assert any(getattr(cfg, k) != getattr(default, k) for k in overrides), group
+    workflow = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["data"]["synthetic"]
+    cfg = load_quality_config(REPO / "config" / "quality.yaml")
+    settings = set_synth_settings(cfg, workflow, "results/quality", REPO)
+    default = SynthConfig.from_dict({"width": workflow["width"], "height": workflow["height"], **workflow["params"]})
+    for name, s in cfg["sets"].items():
+        got = settings[name]
+        synth = SynthConfig.from_dict({"width": got["width"], "height": got["height"], **got["params"]})  # valid
+        changed = {k for k in s.get("params", {}) if getattr(synth, k) != getattr(default, k)}
+        changed |= {k for k in ("width", "height") if got[k] != workflow[k]}
+        if s["role"] == "heldout":  # outside the training data: other seeds and other settings
+            assert got["seed"] != workflow["seed"] and (changed or got["backgrounds"]), name
+        assert all(Path(b).is_file() for b in got["backgrounds"]), name
+    merged = settings["merged"]
+    assert merged["seed"] == workflow["seed"] and merged["counts"] == {"test": workflow["counts"]["test"]}
+    samples = set_samples(settings)
+    assert [x.name for x in samples["merged"]][:2] == ["merged.synth_test_0000", "merged.synth_test_0001"]
+    assert str(samples["res_640x480"][0].noisy) == "results/quality/res_640x480/data/heldout/noisy/synth_heldout_0000_bg_flare.h5"
+    assert all(r.noisy.is_file() and r.clean is None for r in real_samples(cfg, REPO))
+    bad = tmp_path / "q.yaml"
+    for change, why in (({"examples": ["nope"]}, "neither"), ({"sets": {"a b": {}}}, "letters"),
+                        ({"sets": {"x": {"about": "", "role": "train", "count": 1}}}, "role is"),
+                        ({"sets": {"x": {"about": "", "role": "test"}}}, "required")):
+        bad.write_text(yaml.safe_dump({**cfg, **change}))
+        with pytest.raises(ValueError, match=why):
+            load_quality_config(bad)
 
 
 def test_compact_rows_show_the_perfect_outputs_bound() -> None:
     scores = _scores({"raw": 2.0, "baf": 3.0, "refractory": 1.5, "stcf": 4.0, "model_mask": 1.0, "perfect": 0.0},
                      {"raw": 0.8, "baf": 0.6, "refractory": 0.65, "stcf": 0.5, "model_mask": 0.9, "perfect": 1.0})
-    rows = quality.compact(quality.summarize(scores), "model_mask")
+    rows = quality.compact_rows(summarize(scores), "model_mask")
     assert [r.split(" | ")[0] for r in rows] == ["| raw", "| best filter", "| model_mask", "| perfect", "| wins"]
     perfect = rows[3].split(" | ")
     # distances fall by 100 %, an F1 of 0.8 can rise by 25 % at most

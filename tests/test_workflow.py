@@ -52,10 +52,14 @@ def planned_jobs(workdir: Path, *args: str, **changes: dict | str) -> dict[str, 
         config = "changed.yaml"
         changed = {k: {**TINY.get(k, {}), **v} if isinstance(v, dict) else v for k, v in changes.items()}
         (workdir / config).write_text(yaml.safe_dump(changed | {k: v for k, v in TINY.items() if k not in changes}))
-    out = smk(workdir, "-n", *args, config=config).stdout
-    if "Nothing to be done" in out:
+    return job_stats(smk(workdir, "-n", *args, config=config).stdout)
+
+
+def job_stats(dry_run: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's output."""
+    if "Nothing to be done" in dry_run:
         return {}
-    stats = out.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    stats = dry_run.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", stats, re.M) if m[1] != "total"}
 
 
@@ -261,6 +265,15 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
         assert ("results/pretrained/base/voxels/train/synth_train_0000.h5" in inputs) == mix
         assert ("results/pretrained/base/voxels/val/" in inputs) == mix
         assert "results/pretrained/finetune/voxels/train/synth_train_0000.h5" in inputs
+    # A round of two new data sets synthesizes each in its own folder and trains on all of them.
+    two_rounds.write_text(yaml.safe_dump({**cfg, "finetune": {"data": [{"seed": 5}, {"seed": 6}], "mix": True}}))
+    jobs = planned_jobs(built, "pretrained", pretrained_config=str(two_rounds))
+    assert jobs["pretrained_synthesize"] == 3 and jobs["pretrained_voxelize"] == 3 * files
+    plan = smk(built, "-n", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
+    train = next(b for b in plan.split("rule ") if b.startswith("pretrained_train") and "round=finetune" in b)
+    inputs = train.split("input:")[1].split("output:")[0]
+    for folder in ("base", "finetune-1", "finetune-2"):
+        assert f"results/pretrained/{folder}/voxels/train/synth_train_0000.h5" in inputs
 
 
 def test_pretrained_model_denoises_without_training(built: Path) -> None:
@@ -274,3 +287,41 @@ def test_pretrained_model_denoises_without_training(built: Path) -> None:
     assert {"pretrained_mask", "pretrained_sample"} <= set(pd.read_csv(built / "results/metrics/summary.csv")["method"])
     other = planned_jobs(built, voxel={"channels": 1, "assignment": "nearest"})
     assert other.get("voxelize") == 5 and "predict_pretrained" not in other
+
+
+def test_quality_target_scores_each_set_through_the_workflows_own_rules(built: Path, tmp_path: Path,
+                                                                        real_dir: Path) -> None:
+    wd = tmp_path / "wd"
+    shutil.copytree(built, wd, symlinks=True)
+    recording = real_dir / "dvxplorer_320x240_person.h5"
+    quality = {"sets": {"merged": {"about": "the test files merged", "role": "test", "split": "test", "count": 1,
+                                   "params": {"merge_prob": 1.0}},
+                        "held": {"about": "another size", "role": "heldout", "count": 1, "seed": 7,
+                                 "width": 80, "height": 60}},
+               "real": [str(recording)], "examples": ["test", "held"]}
+    (wd / "quality.yaml").write_text(yaml.safe_dump(quality))
+    tiny = {**TINY, "quality_config": str(wd / "quality.yaml"),
+            "data": {**TINY["data"], "synthetic": {"width": 64, "height": 48, "duration_us": 40_000}}}
+    (wd / "q.yaml").write_text(yaml.safe_dump(tiny))
+    jobs = job_stats(smk(wd, "-n", "quality", config="q.yaml").stdout)
+    # The built test split is reused; each set's pair and the recording run the same rules as a test file.
+    assert jobs["quality_synthesize_merged"] == jobs["quality_synthesize_held"] == 1
+    assert jobs["evaluate"] == 2 and jobs["split"] == 3 and jobs["quality_real"] == 1
+    assert jobs["quality_bounds"] == 2 and jobs["quality"] == 1 and "train" not in jobs
+    smk(wd, "quality", config="q.yaml")
+    page = (wd / "benchmarks/quality.md").read_text()
+    assert "$" not in page.replace("$\\", "")  # every placeholder filled
+    for needle in ("## (b) Held-out sets", "`held`: 1 file(s), seed 7; another size", "Set `merged`",
+                   "| dvxplorer_320x240_person.h5 | 111,954 |", "| model_mask |", "mask (bilinear) + cell adds"):
+        assert needle in page, needle
+    for png in ("example_test.png", "example_held.png", "real.dvxplorer_320x240_person.png"):
+        assert (wd / "benchmarks/quality" / png).stat().st_size > 1000, png
+    kept = pd.read_csv(wd / "results/quality/real/real.dvxplorer_320x240_person.csv").iloc[0]
+    assert kept["model"] == len(read_events(wd / "results/denoised/real.dvxplorer_320x240_person.h5")) / 111_954
+    # Snakemake tracks what is stale: nothing reruns, and a changed set reruns only its own pairs and the page.
+    assert "Nothing to be done" in smk(wd, "-n", "quality", config="q.yaml").stdout
+    quality["sets"]["held"]["seed"] = 8
+    (wd / "quality.yaml").write_text(yaml.safe_dump(quality))
+    jobs = job_stats(smk(wd, "-n", "quality", config="q.yaml").stdout)
+    assert jobs["quality_synthesize_held"] == jobs["evaluate"] == jobs["quality"] == 1
+    assert "quality_synthesize_merged" not in jobs and "quality_bounds" not in jobs

@@ -35,6 +35,7 @@ Conventions where a stream has no events in the window (all finite, no NaN):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,15 @@ def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: 
                      **window_metrics(est, gt, t0, t1, bins)})
     columns = ["window", "t0", "t1", "partial", "n_est", "n_gt"] + METRIC_COLUMNS
     return pd.DataFrame(rows, columns=columns)
+
+
+def methods_metrics(estimates: Mapping[str, Events], gt: Events, windows: Windows, file: str) -> pd.DataFrame:
+    """:func:`file_metrics` of each method's stream (``estimates``: name -> events) on the same windows, one
+    table with ``file`` and ``method`` columns first (what the workflow's per-sample metric files hold)."""
+    frames = []
+    for method, est in estimates.items():
+        df = file_metrics(est, gt, windows)
+        df.insert(0, "method", method)
+        df.insert(0, "file", file)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

@@ -162,20 +162,14 @@ def evaluate_sample(segments: PathLike, denoised: Mapping[str, PathLike], out: P
     (``denoised`` maps a method name such as ``model_mask`` to the file users get) and of the baselines
     (``decodes``: the decoders of the network-free round trip)."""
     from .evaluate import write_csv
-    from .metrics import file_metrics
+    from .metrics import methods_metrics
 
     seg = read_segments(segments)
     if seg.label is None:
         raise ValueError(f"{segments}: no clean events to evaluate against")
     estimates = baseline_estimates(seg, baselines=baselines, decodes=decodes, spec=spec, seed=seed)
     estimates.update({name: read_events(path) for name, path in denoised.items()})
-    frames = []
-    for method, est in estimates.items():
-        df = file_metrics(est, seg.label, seg.windows)
-        df.insert(0, "method", method)
-        df.insert(0, "file", sample)
-        frames.append(df)
-    table = pd.concat(frames, ignore_index=True)
+    table = methods_metrics(estimates, seg.label, seg.windows, sample)
     write_csv(table, out)
     return table
 

@@ -54,9 +54,14 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: finetune takes data, train and mix, not {unknown}")
     if not isinstance((cfg.get("finetune") or {}).get("mix", False), bool):
         raise ValueError(f"{path}: finetune.mix must be true or false")
+    ft_data = (cfg.get("finetune") or {}).get("data", {})
+    if not (isinstance(ft_data, dict) or (isinstance(ft_data, list) and ft_data
+                                          and all(isinstance(d, dict) for d in ft_data))):
+        raise ValueError(f"{path}: finetune.data must be a mapping or a non-empty list of mappings")
     try:
         for rnd in round_configs(cfg).values():
-            SynthConfig.from_dict(rnd["data"]["params"])
+            for data in rnd["sets"].values():
+                SynthConfig.from_dict(data["params"])
             TrainConfig.from_dict(rnd["train"])
         VoxelSpec(**cfg["voxel"])
     except (TypeError, ValueError, KeyError, AttributeError) as err:
@@ -64,25 +69,42 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     return cfg
 
 
-ROUNDS = ("base", "finetune")  # training rounds in order; the shipped model is the last configured one's
-
-
 def round_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each training round's ``data`` and ``train`` settings and ``mix``: ``base`` is the config's own; the
-    optional ``finetune`` section overrides them (``data.params`` key by key) and starts from the base round's
-    model; with ``mix: true`` it trains and validates on the base round's files as well as its own (a round
-    on new files alone forgets what the base round learnt: docs/ablations.md, Round 9)."""
-    base = {"data": dict(cfg["data"]), "train": dict(cfg["train"]), "mix": False}
+    """Each training round's ``sets`` (data set name -> ``data`` settings: the files it synthesizes),
+    ``train`` settings and ``mix``: ``base`` is the config's own; the optional ``finetune`` section overrides
+    them (``data.params`` key by key) and starts from the base round's model. ``finetune.data`` may be a list:
+    one data set per entry (``finetune-1``, ``finetune-2``, ...), each with a seed of its own. With
+    ``mix: true`` the round trains and validates on the base round's files as well as its own (a round on new
+    files alone forgets what the base round learnt: docs/ablations.md, Round 9)."""
+    base = {"sets": {"base": dict(cfg["data"])}, "train": dict(cfg["train"]), "mix": False}
     out = {"base": base}
     ft = cfg.get("finetune")
-    if ft and "counts" in ft.get("data", {}):  # the rounds' files share names: one count per split for all
-        raise ValueError("finetune.data.counts: the rounds use the same counts (set data.counts)")
     if ft:
-        data = {**base["data"], **{k: v for k, v in ft.get("data", {}).items() if k != "params"}}
-        data["params"] = {**base["data"]["params"], **ft.get("data", {}).get("params", {})}
-        out["finetune"] = {"data": data, "train": {**base["train"], **ft.get("train", {})},
-                           "mix": ft.get("mix", False)}
+        out["finetune"] = {"sets": _finetune_sets(cfg["data"], ft.get("data", {})),
+                           "train": {**base["train"], **ft.get("train", {})}, "mix": ft.get("mix", False)}
     return out
+
+
+def _finetune_sets(base: Mapping[str, Any], given: Mapping[str, Any] | list) -> dict[str, dict[str, Any]]:
+    """The finetune round's data sets: ``given`` (one override or a list of them) over the base data."""
+    entries = given if isinstance(given, list) else [given]
+    sets = {}
+    for i, over in enumerate(entries, 1):
+        where = f"finetune.data[{i - 1}]" if isinstance(given, list) else "finetune.data"
+        if "counts" in over:  # the rounds' files share names: one count per split for all
+            raise ValueError(f"{where}.counts: the rounds use the same counts (set data.counts)")
+        data = {**base, **{k: v for k, v in over.items() if k != "params"}}
+        data["params"] = {**base["params"], **over.get("params", {})}
+        sets[f"finetune-{i}" if isinstance(given, list) else "finetune"] = data
+    seeds = [d["seed"] for d in sets.values()]
+    if isinstance(given, list) and len(set(seeds + [base["seed"]])) != len(seeds) + 1:
+        raise ValueError(f"finetune.data: each data set needs a seed of its own and not the base's, got {seeds}")
+    return sets
+
+
+def data_sets(rounds: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every round's data sets by name, in order (what ``pretrained_synthesize`` writes)."""
+    return {name: data for rnd in rounds.values() for name, data in rnd["sets"].items()}
 
 
 def card_facts(meta: Mapping[str, Any], history: pd.DataFrame) -> dict[str, Any]:
@@ -176,8 +198,8 @@ def _finetune_text(cfg: Mapping[str, Any]) -> str:
     ft = cfg.get("finetune")
     if not ft:
         return ""
-    return (f"\nRound `finetune` starts from round `base`'s model and overrides (seed "
-            f"{round_configs(cfg)['finetune']['data']['seed']}):\n```yaml\n"
+    seeds = ", ".join(str(d["seed"]) for d in round_configs(cfg)["finetune"]["sets"].values())
+    return (f"\nRound `finetune` starts from round `base`'s model and overrides (seed {seeds}):\n```yaml\n"
             f"{yaml.safe_dump(dict(ft), sort_keys=False).rstrip()}\n```\n")
 
 
