@@ -14,7 +14,7 @@ from evdenoise.pretrained import data_sets as pretrained_data_sets
 from evdenoise.pretrained import round_configs as pretrained_rounds
 from evdenoise.pretrained import read_card_facts
 from evdenoise.quality_sets import load_quality_config, real_samples, set_samples, set_synth_settings
-from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples
+from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples, check_names
 from evdenoise.train_config import TrainConfig
 
 try:
@@ -35,15 +35,18 @@ try:
 except (OSError, ValueError) as err:
     raise WorkflowError(f"bad quality configuration: {err}")
 QUALITY_SYNTH = set_synth_settings(QUALITY, config["data"]["synthetic"], "results/quality", workflow.basedir)
-QUALITY_SETS = {name: [s.name for s in samples] for name, samples in set_samples(QUALITY_SYNTH).items()}
-QUALITY_REAL = [s.name for s in real_samples(QUALITY, workflow.basedir)]
-for _s in [
-    *(s for samples in set_samples(QUALITY_SYNTH).values() for s in samples),
-    *real_samples(QUALITY, workflow.basedir),
-]:
-    if _s.name in SAMPLES:
-        raise WorkflowError(f"sample name {_s.name!r} is used by both {SAMPLES[_s.name].noisy} and {_s.noisy}")
-    SAMPLES[_s.name] = _s
+_QUALITY_PAIRS = set_samples(QUALITY_SYNTH)
+_QUALITY_REAL = real_samples(QUALITY, workflow.basedir)
+QUALITY_SETS = {name: [s.name for s in samples] for name, samples in _QUALITY_PAIRS.items()}
+QUALITY_REAL = [s.name for s in _QUALITY_REAL]
+# The pairs the quality page may picture: the test split and each example set's first.
+QUALITY_PICTURED = TEST + [QUALITY_SETS[e][0] for e in QUALITY["examples"] if e != "test"]
+_extra = [*(s for samples in _QUALITY_PAIRS.values() for s in samples), *_QUALITY_REAL]
+try:
+    check_names([*SAMPLES.values(), *_extra])
+except SampleError as err:
+    raise WorkflowError(f"bad quality configuration: {err}")
+SAMPLES.update({s.name: s for s in _extra})
 # model.pretrained: the shipped model denoises and nothing is trained.
 PRETRAINED = config["model"].get("pretrained", False)
 MODEL = str(PRETRAINED_MODEL) if PRETRAINED else "results/model/model.pt"
@@ -115,13 +118,12 @@ def summary_outputs():
 
 def quality_inputs(wildcards):
     """What the quality page reads: every set's metrics, the bounds, the recordings' shares, the model."""
-    pictured = TEST + [QUALITY_SETS[e][0] for e in QUALITY["examples"] if e != "test"]
     return {
         "test": [f"results/metrics/{s}.csv" for s in TEST],
         "sets": [f"results/metrics/{s}.csv" for names in QUALITY_SETS.values() for s in names],
         "bounds": [f"results/quality/bounds/{s}.csv" for s in TEST],
         "real": [f"results/quality/real/{s}.csv" for s in QUALITY_REAL],
-        "denoised": [f"results/denoised/{s}.h5" for s in pictured],
+        "denoised": [f"results/denoised/{s}.h5" for s in QUALITY_PICTURED],
         "model": MODEL,
         "train": [] if PRETRAINED else ["results/benchmarks/train.tsv"],
     }
@@ -129,8 +131,7 @@ def quality_inputs(wildcards):
 
 def quality_pictured():
     """Noisy and clean file of each pair the quality page may picture (the test split, each example set's first)."""
-    names = TEST + [QUALITY_SETS[e][0] for e in QUALITY["examples"] if e != "test"]
-    return as_json({s: [str(SAMPLES[s].noisy), str(SAMPLES[s].clean)] for s in names})
+    return as_json({s: [str(SAMPLES[s].noisy), str(SAMPLES[s].clean)] for s in QUALITY_PICTURED})
 
 
 def init_weights_file():
