@@ -145,21 +145,30 @@ def as_json(obj):
 
 
 def benchmark_files(wildcards):
-    files = [] if PRETRAINED else ["results/benchmarks/train.tsv"]
-    if config["data"]["source"] == "synthetic":
-        files.append("results/benchmarks/synthesize.tsv")
-    for sample in TRAIN + VAL + TEST + INFER:
-        files += [f"results/benchmarks/split/{sample}.tsv", f"results/benchmarks/voxelize/{sample}.tsv"]
-    files += [f"results/benchmarks/predict/{sample}.tsv" for sample in TEST + INFER]
-    test_decoders = sorted(set(config["evaluate"]["decodes"]) | {config["decode"]["strategy"]})
-    files += [f"results/benchmarks/decode/{d}/{sample}.tsv" for sample in TEST for d in test_decoders]
-    files += [f"results/benchmarks/decode/{config['decode']['strategy']}/{sample}.tsv" for sample in INFER]
-    files += [f"results/benchmarks/evaluate/{sample}.tsv" for sample in TEST]
+    """Every benchmarked job of the default target: each rule's own `benchmark:` pattern (rules.<name>.benchmark,
+    so no path is spelled twice) filled with its jobs' wildcards. An input function sees no DAG, so the jobs come
+    from the same sample lists as the targets; tests/test_workflow.py checks that every job of the plan with a
+    benchmark is listed here."""
+    strategy = config["decode"]["strategy"]
+    test_decoders = sorted(set(config["evaluate"]["decodes"]) | {strategy})
+    once = [{}]
+    jobs = {
+        "synthesize": once if config["data"]["source"] == "synthetic" else [],
+        "train": [] if PRETRAINED else once,
+        "training_curve": [] if PRETRAINED else once,
+        "split": [{"sample": s} for s in TRAIN + VAL + TEST + INFER],
+        "voxelize": [{"sample": s} for s in TRAIN + VAL + TEST + INFER],
+        "predict": [{"sample": s} for s in TEST + INFER],
+        "decode": [{"decoder": d, "sample": s} for s in TEST for d in test_decoders]
+        + [{"decoder": strategy, "sample": s} for s in INFER],
+        "evaluate": [{"sample": s} for s in TEST],
+        "summarize": once if TEST else [],
+        "sample_figures": [{"sample": s} for s in FIGURE_SAMPLES] if TEST else [],
+    }
     if COMPARE_PRETRAINED:
-        files += [f"results/benchmarks/predict_pretrained/{sample}.tsv" for sample in TEST]
-        decodes = config["evaluate"]["decodes"]
-        files += [f"results/benchmarks/decode_pretrained/{d}/{s}.tsv" for s in TEST for d in decodes]
-    return files
+        jobs["predict_pretrained"] = [{"sample": s} for s in TEST]
+        jobs["decode_pretrained"] = [{"decoder": d, "sample": s} for s in TEST for d in config["evaluate"]["decodes"]]
+    return [str(getattr(rules, rule).benchmark).format(**w) for rule, ws in jobs.items() for w in ws]
 
 
 def sized_request(smk_rule):

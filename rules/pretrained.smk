@@ -6,6 +6,8 @@
 
 
 rule pretrained_synthesize:
+    input:
+        backgrounds=lambda w: PRE_SETS[w.dataset].get("backgrounds", []),
     output:
         noisy=[pre_pair("{dataset}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
         clean=[pre_pair("{dataset}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
@@ -29,7 +31,7 @@ rule pretrained_synthesize:
                 "duration_us": PRE_SETS[w.dataset]["duration_us"],
                 "seed": PRE_SETS[w.dataset]["seed"],
                 "previews": False,
-                "backgrounds": [],
+                "backgrounds": PRE_SETS[w.dataset].get("backgrounds", []),
                 "params": PRE_SETS[w.dataset]["params"],
             }
         ),

@@ -91,6 +91,7 @@ def test_finetune_round_overrides_base_key_by_key(tmp_path: Path) -> None:
                          ({"data": [{"seed": 7}, {"seed": 7}]}, "seed of its own"),
                          ({"data": [{"seed": 7}, {"params": {"dc_prob": 0.5}}]}, "seed of its own"),
                          ({"data": [{"seed": 7, "params": {"dc_prob": 2.0}}]}, "dc_prob"),
+                         ({"data": [{"seed": 7, "backgrounds": "a.raw"}]}, "backgrounds must be a list"),
                          ({"train": {"steps": -1}}, "steps")):
         bad.write_text(yaml.safe_dump({**cfg, "finetune": section}))
         with pytest.raises(ValueError, match=why):

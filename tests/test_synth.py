@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -161,6 +162,25 @@ def test_short_recording_is_played_back_and_forth(real_dir: Path) -> None:
     assert (clean.width, clean.height) == (640, 480) and meta["background"]["pingpong"]
     assert clean.t.max() >= 18_000  # filled to the end, not cut at the recording's 8 ms
     assert len(clean) >= 2 * len(rec) > 0
+
+
+def test_real_crop_cuts_a_window_of_the_drawn_size_out_of_a_larger_recording(real_dir: Path) -> None:
+    rec = read_events(real_dir / "prophesee_640x480_spinner.h5")
+    cfg = small(duration_us=20_000, real_flip=False, real_crop=True, sizes=((200, 150),))
+    _, clean, meta = generate_pair(cfg, 3, background=rec)
+    bg = meta["background"]
+    assert (clean.width, clean.height) == (bg["crop_width"], bg["crop_height"]) == (200, 150)
+    x0, y0, start = bg["crop_x0"], bg["crop_y0"], bg["window_start"]
+    window = rec.between(start, start + 20_000)
+    inside = window.select((window.x >= x0) & (window.x < x0 + 200) & (window.y >= y0) & (window.y < y0 + 150))
+    # Clean holds exactly the recording's events inside the window (plus the sources' own events).
+    shifted = Events.from_arrays(inside.t - start, inside.x - x0, inside.y - y0, inside.p, 200, 150)
+    assert len(shifted) > 1000 and not not_in(shifted, clean).any()
+    other = generate_pair(cfg, 4, background=rec)[2]["background"]
+    assert (other["crop_x0"], other["crop_y0"]) != (x0, y0)  # each file its own place
+    # Larger than the recording: the recording's own size; without real_crop, its whole frame.
+    assert generate_pair(replace(cfg, sizes=((800, 100),)), 3, background=rec)[1].width == 640
+    assert generate_pair(replace(cfg, real_crop=False), 3, background=rec)[1].width == 640
 
 
 def test_bad_inputs_are_named(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from evdenoise.events import read_events, write_events
+from evdenoise.resources import benchmark_rule
 from evdenoise.synth import SynthConfig, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +105,11 @@ def test_default_target_builds_model_denoised_files_and_metrics(built: Path) -> 
     for rule in ("split", "voxelize", "train", "predict", "decode", "evaluate"):
         assert any((built / "results/logs").glob(f"**/{rule}*")), rule
         assert any((built / "results/benchmarks").glob(f"**/{rule}*")), rule
+    # The resources table counts every job that wrote a benchmark, none missed, none twice.
+    written = pd.Series([benchmark_rule(p) for p in (built / "results/benchmarks").glob("**/*.tsv")]).value_counts()
+    table = pd.read_csv(built / "results/figures/resources.csv").set_index("rule")["jobs"]
+    assert table.sort_index().to_dict() == written.sort_index().to_dict()
+    assert {"summarize", "sample_figures", "training_curve"} <= set(table.index)
 
 
 def test_logs_receive_the_jobs_output(built: Path) -> None:

@@ -13,10 +13,11 @@ with logged(snakemake.log[0]):
     scores = {"test": metrics[metrics["file"].isin(p.test)],
               **{n: metrics[metrics["file"].isin(s["samples"])] for n, s in sets.items()}}
     page_dir = os.path.dirname(out.page)
+    denoised = {os.path.basename(f).removesuffix(".h5"): f for f in inp.denoised}  # sample -> its denoised file
     examples = []
     for name, png in zip(p.examples, out.examples):
         sample = flare_heaviest({s: pictured[s] for s in p.test}) if name == "test" else sets[name]["samples"][0]
-        example_picture(pictured[sample][0], f"results/denoised/{sample}.h5", pictured[sample][1], png)
+        example_picture(pictured[sample][0], denoised[sample], pictured[sample][1], png)
         examples.append(os.path.relpath(png, page_dir))
     real = concat_csvs(inp.real)
     real["picture"] = [os.path.relpath(png, page_dir) for png in real["png"]]

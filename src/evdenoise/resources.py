@@ -8,7 +8,8 @@ from collections.abc import Iterable
 import pandas as pd
 
 
-def _rule_of(path: Path) -> str:
+def benchmark_rule(path: Path) -> str:
+    """The rule a benchmark file belongs to, from its path."""
     # results/benchmarks/<rule>.tsv, <rule>/<sample>.tsv or <rule>/<decoder>/<sample>.tsv
     parts = path.parts
     if "benchmarks" not in parts:
@@ -22,7 +23,7 @@ def benchmark_table(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     rows = []
     for p in map(Path, paths):
         df = pd.read_csv(p, sep="\t")
-        rows.append({"rule": _rule_of(p), "seconds": float(df["s"].mean()),
+        rows.append({"rule": benchmark_rule(p), "seconds": float(df["s"].mean()),
                      "max_rss_mb": pd.to_numeric(df["max_rss"], errors="coerce").max()})
     jobs = pd.DataFrame(rows, columns=["rule", "seconds", "max_rss_mb"])
     table = jobs.groupby("rule", sort=False).agg(

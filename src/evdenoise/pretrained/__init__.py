@@ -62,11 +62,17 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         for rnd in round_configs(cfg).values():
             for data in rnd["sets"].values():
                 SynthConfig.from_dict(data["params"])
+                _check_backgrounds(data.get("backgrounds", []))
             TrainConfig.from_dict(rnd["train"])
         VoxelSpec(**cfg["voxel"])
     except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise ValueError(f"{path}: {err}") from None
     return cfg
+
+
+def _check_backgrounds(paths: Any) -> None:
+    if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+        raise ValueError(f"data.backgrounds must be a list of event file paths, got {paths!r}")
 
 
 def round_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

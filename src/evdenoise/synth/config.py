@@ -108,6 +108,10 @@ class SynthConfig:
     Real backgrounds (used when synthesize() is given recordings)
       real_background_prob: 0.5, share of files that use a recording instead of a scene.
       real_flip: True, random horizontal / vertical flips of the recording.
+      real_crop: False; True draws the file's size as for a synthetic scene (sizes / width,
+        height) and cuts a window of that size at a random place out of a larger recording
+        (a 1280x720 street becomes many different 640x480 backgrounds); a smaller side stays
+        the recording's.
       Events of the recording are kept in clean; in noisy each is dropped with probability
       F / (B + F), F the flare intensity at its pixel and time, B a smooth random scene
       intensity (scene_level): the share of a background edge's log contrast the flare
@@ -182,6 +186,7 @@ class SynthConfig:
     merge_prob: float = 0.0
     real_background_prob: float = 0.5
     real_flip: bool = True
+    real_crop: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -102,6 +102,19 @@ def cut_background(background: Events, duration_us: int, rng: np.random.Generato
     return Events.from_arrays(t, x, y, p, background.width, background.height), params
 
 
+def crop_background(background: Events, width: int, height: int, rng: np.random.Generator
+                    ) -> tuple[Events, dict[str, Any]]:
+    """A ``width`` x ``height`` window at a random place of a larger recording, shifted to start at (0, 0);
+    a side the recording does not exceed stays whole."""
+    w, h = min(int(width), background.width), min(int(height), background.height)
+    x0 = int(rng.integers(0, background.width - w + 1))
+    y0 = int(rng.integers(0, background.height - h + 1))
+    e = background.select((background.x >= x0) & (background.x < x0 + w) & (background.y >= y0)
+                          & (background.y < y0 + h))
+    cropped = Events.from_arrays(e.t, e.x - x0, e.y - y0, e.p, w, h)
+    return cropped, {"crop_x0": x0, "crop_y0": y0, "crop_width": w, "crop_height": h}
+
+
 def _canonical(e: Events) -> Events:
     """One fixed order (t, y, x, p) so equal event sets give equal arrays."""
     return e.select(np.lexsort((e.p, e.x, e.y, e.t)))
@@ -131,14 +144,17 @@ def _world(cfg: SynthConfig, seed: int, background: Events | None) -> _World:
     T = int(cfg.duration_us)
     bg_events: Events | None = None
     bg_params: dict[str, Any] = {}
+    width, height = (cfg.sizes[int(rngs["size"].integers(len(cfg.sizes)))] if cfg.sizes
+                     else (int(cfg.width), int(cfg.height)))
     if background is None:
-        width, height = (cfg.sizes[int(rngs["size"].integers(len(cfg.sizes)))] if cfg.sizes
-                         else (int(cfg.width), int(cfg.height)))
         scene: Scene | StaticScene = Scene(cfg, width, height, rngs["scene"])
         glow = GlobalLight(cfg, rngs["extra"], T)
     else:
-        width, height = background.width, background.height
         bg_events, bg_params = cut_background(background, T, rngs["bg"], cfg.real_flip)
+        if cfg.real_crop:
+            bg_events, crop = crop_background(bg_events, width, height, rngs["size"])
+            bg_params.update(crop)
+        width, height = bg_events.width, bg_events.height
         scene = StaticScene(cfg, width, height, rngs["scene"])
         glow = GlobalLight(replace(cfg, global_change_prob=0.0), rngs["extra"], T)  # recorded light stays as it was
     light = LightField(cfg, width, height, rngs["light"], scene, pan="pan" in scene.kind, level=scene.level,
