@@ -3,7 +3,9 @@
 For each size (default 1,000 and 10,000 pairs) it writes that many empty noisy/clean file pairs (a dry run reads
 no event file), plans the default target of this workflow and of a bare Snakefile with the same rules, paths
 and job counts (shell: true, samples from a list), and prints wall time, peak RSS and their ratios (issue 17's
-target: within 2x for both). Run: `.venv/bin/python benchmarks/bench_dag.py [--sizes 1000 10000]`.
+target: within 2x for both). Both run under the same workflow profile: `profiles/default` (what `snakemake` in
+this folder uses: its default-resources make Snakemake size every job's inputs, a cost of any Snakefile) and
+`none` (no profile). Run: `.venv/bin/python benchmarks/bench_dag.py [--sizes 1000 10000]`.
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def job_counts(plan: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
 
 
-def measure(n: int) -> dict:
+def measure(n: int, profile: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = make_pairs(root, n)
@@ -108,13 +110,13 @@ def measure(n: int) -> dict:
         splits = {s: [x.name for x in samples if x.split == s] for s in ("train", "val", "test")}
         (root / "samples.json").write_text(json.dumps(splits))
         (root / "Bare.smk").write_text(BARE)
-        smk = [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--cores", "1"]
+        smk = [str(BIN / "snakemake"), "-n", "--quiet", "rules", "--cores", "1", "--workflow-profile", profile]
         t_wf, m_wf, plan_wf = timed([*smk, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml"], root)
         t_bare, m_bare, plan_bare = timed([*smk, "-s", "Bare.smk"], root)
     jobs_wf, jobs_bare = job_counts(plan_wf), job_counts(plan_bare)
     if jobs_wf != jobs_bare:
         raise RuntimeError(f"job counts differ: workflow {jobs_wf}, bare {jobs_bare}")
-    return {"pairs": n, "jobs": sum(jobs_wf.values()), "workflow_s": t_wf, "bare_s": t_bare,
+    return {"pairs": n, "profile": Path(profile).name, "jobs": sum(jobs_wf.values()), "workflow_s": t_wf, "bare_s": t_bare,
             "time_ratio": t_wf / t_bare, "workflow_mb": m_wf, "bare_mb": m_bare, "mem_ratio": m_wf / m_bare}
 
 
@@ -122,12 +124,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     args = ap.parse_args()
-    print("| pairs | jobs | workflow s | bare s | time ratio | workflow MB | bare MB | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| pairs | profile | jobs | workflow s | bare s | time ratio | workflow MB | bare MB | memory ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = measure(n)
-        print(f"| {r['pairs']} | {r['jobs']} | {r['workflow_s']:.1f} | {r['bare_s']:.1f} | {r['time_ratio']:.2f}x "
-              f"| {r['workflow_mb']:.0f} | {r['bare_mb']:.0f} | {r['mem_ratio']:.2f}x |", flush=True)
+        for profile in (str(REPO / "profiles" / "default"), "none"):
+            r = measure(n, profile)
+            print(f"| {r['pairs']} | {r['profile']} | {r['jobs']} | {r['workflow_s']:.1f} | {r['bare_s']:.1f} "
+                  f"| {r['time_ratio']:.2f}x | {r['workflow_mb']:.0f} | {r['bare_mb']:.0f} | {r['mem_ratio']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,27 @@ def test_camera_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Pat
     assert (info.width, info.height) == (spinner.width, spinner.height)
     assert len(parts) > 5 and max(map(len, parts)) < 100_000  # blocks, not the whole file at once
     assert Events.concatenate(parts).equals(spinner)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy"])
+def test_text_and_npy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
+                                                                          suffix: str) -> None:
+    e = tiny_events(n=5000, width=40, height=30)
+    path = tmp_path / f"events{suffix}"
+    if suffix == ".npy":
+        np.save(path, np.rec.fromarrays([e.t, e.x, e.y, e.p], names="t,x,y,p"))
+    else:
+        np.savetxt(path, np.column_stack([e.t, e.x, e.y, e.p]), fmt="%d", delimiter="," if suffix == ".csv" else " ")
+    info, blocks = stream_events(path, block=700)
+    parts = list(blocks)
+    assert (info.count, info.t_first, info.t_last) == (len(e), int(e.t[0]), int(e.t[-1]))
+    # No size in these files: the largest coordinates give it, over all blocks, before any block is handed out.
+    assert (info.width, info.height) == (int(e.x.max()) + 1, int(e.y.max()) + 1)
+    assert len(parts) == 8 and max(map(len, parts)) == 700
+    assert Events.concatenate(parts).equals(read_events(path))
+    # A bad value in a late block fails in the first pass, naming the file, before any block is used.
+    if suffix != ".npy":
+        with path.open("a") as f:
+            f.write("1,2,x,1\n" if suffix == ".csv" else "1 2 x 1\n")
+        with pytest.raises(EventFileError, match=str(path.name)):
+            stream_events(path, block=700)

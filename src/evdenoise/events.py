@@ -264,25 +264,22 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
                   text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> tuple[StreamInfo, Iterator[Events]]:
     """The file's facts and an iterator over its events in sorted, validated blocks of at most ``block``.
 
-    HDF5 files are read a block at a time (memory bounded whatever the length); camera files faery decodes are
-    decoded twice, once for these facts and once for the blocks, so memory stays bounded for them too; other
-    formats are read whole, as one block. Raises EventFileError as :func:`read_events` does, also for a
+    HDF5 files are read a block at a time (memory bounded whatever the length); camera files faery decodes,
+    CSV/TXT and .npy files are read twice, once for these facts and once for the blocks, so memory stays bounded
+    for them too; .npz and EVT 2.1 files are read whole, as one block. Raises EventFileError as :func:`read_events` does, also for a
     decrease of the timestamps across blocks.
     """
-    from .formats import CAMERA_SUFFIXES, camera_stream, is_hdf5
+    from .formats import foreign_stream, is_hdf5
 
-    camera = camera_stream(path, block) if Path(path).suffix.lower() in CAMERA_SUFFIXES else None
-    if camera is not None:
-        attrs, raw_blocks = camera
-        facts = [(len(r["t"]), int(r["t"][0]), int(r["t"][-1])) for r in raw_blocks() if len(r["t"])]
-        t = (facts[0][1], facts[-1][2]) if facts else (0, 0)
-        w, h = _sensor_size(path, attrs, np.zeros(0), np.zeros(0), width, height)
-        blocks = _checked_blocks(path, _numbered(raw_blocks()), attrs, w, h)
-        return StreamInfo(sum(f[0] for f in facts), *t, w, h), blocks
     if not is_hdf5(path):
-        events = read_events(path, width, height, text=text)
-        t = (int(events.t[0]), int(events.t[-1])) if len(events) else (0, 0)
-        return StreamInfo(len(events), *t, events.width, events.height), iter([events])
+        foreign = foreign_stream(path, block, text)
+        if foreign is None:
+            events = read_events(path, width, height, text=text)
+            t = (int(events.t[0]), int(events.t[-1])) if len(events) else (0, 0)
+            return StreamInfo(len(events), *t, events.width, events.height), iter([events])
+        attrs, raw_blocks = foreign
+        info = _foreign_facts(path, attrs, raw_blocks, width, height)
+        return info, _checked_blocks(path, _numbered(raw_blocks()), attrs, info.width, info.height)
     with open_h5(path) as f:
         g = _events_group(path, f, "events")
         attrs = _group_attrs(path, f, g)
@@ -290,6 +287,25 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
         w, h = _stream_size(path, g, attrs, width, height, block)
         t = (int(g["t"][0]) + offset, int(g["t"][n - 1]) + offset) if n else (0, 0)
     return StreamInfo(n, *t, w, h), _h5_blocks(path, n, w, h, block)
+
+
+def _foreign_facts(path: str | os.PathLike, attrs: Mapping[str, Any],
+                   raw_blocks: Callable[[], Iterator[dict[str, np.ndarray]]], width: int | None,
+                   height: int | None) -> StreamInfo:
+    """A first pass over a file read by parts: count, time span and (where neither the file nor the caller gives
+    it) the sensor size from the largest coordinates. Blocks are validated already here, so a bad value is an
+    EventFileError before anything is written."""
+    known = ("width" in attrs and "height" in attrs) or (width is not None and height is not None)
+    bound = (width, height) if known else (1 << 16, 1 << 16)  # uint16 coordinates at most
+    n, t, peak = 0, [0, 0], [0, 0]
+    for events in _checked_blocks(path, _numbered(raw_blocks()), attrs, *bound):
+        if len(events):
+            t = [int(events.t[0]) if n == 0 else t[0], int(events.t[-1])]
+            n += len(events)
+            peak = [max(peak[0], int(events.x.max())), max(peak[1], int(events.y.max()))]
+    w, h = _sensor_size(path, attrs, np.array(peak[:1]), np.array(peak[1:]), width, height) if n or known \
+        else (1, 1)
+    return StreamInfo(n, *t, w, h)
 
 
 def _stream_size(path: str | os.PathLike, g: h5py.Group, attrs: Mapping[str, Any], width: int | None,

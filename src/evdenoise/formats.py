@@ -141,17 +141,30 @@ def _faery_raw(a: np.ndarray | None) -> dict[str, np.ndarray]:
 
 
 def _read_text(path: Path, separator: str, fmt: TextFormat) -> dict[str, np.ndarray]:
-    import numpy as np
+    return next(_text_blocks(path, separator, fmt, None))
+
+
+def _text_blocks(path: Path, separator: str, fmt: TextFormat, block: int | None) -> Iterator[dict[str, np.ndarray]]:
+    """Raw blocks of a CSV/TXT file, ``block`` rows each through pandas' chunked reader (None: one block)."""
     import pandas as pd
 
     with path.open() as f:
         first = f.readline().replace(",", " ").split()
     has_header = bool(first) and not all(_is_number(v) for v in first)
     try:
-        table = pd.read_csv(path, sep=separator, header=0 if has_header else None, comment="#",
-                            usecols=range(4), names=list(fmt.columns), engine="c" if separator == "," else "python")
+        tables = pd.read_csv(path, sep=separator, header=0 if has_header else None, comment="#", usecols=range(4),
+                             names=list(fmt.columns), engine="c" if separator == "," else "python", chunksize=block)
+        for table in [tables] if block is None else tables:
+            yield _text_raw(path, table, fmt)
+    except EventFileError:
+        raise
     except (ValueError, pd.errors.ParserError) as err:
         raise EventFileError(path, f"cannot read as {fmt.columns} text columns ({err})") from None
+
+
+def _text_raw(path: Path, table: Any, fmt: TextFormat) -> dict[str, np.ndarray]:
+    import numpy as np
+
     raw = {k: table[k].to_numpy() for k in _ALIASES}
     if fmt.time_unit == "s":
         raw["t"] = np.round(raw["t"].astype(np.float64) * 1e6)
@@ -168,21 +181,59 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def _read_numpy(path: Path) -> dict[str, np.ndarray]:
+def _load_numpy(path: Path, mmap: bool) -> tuple[Any, dict[str, str]]:
+    """The loaded file (a memory map of a .npy with ``mmap``) and the name of each of t, x, y, p in it."""
     import numpy as np
 
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError, EOFError) as err:
         raise EventFileError(path, f"not a readable NumPy file ({err})") from None
     names = set(loaded.files) if isinstance(loaded, np.lib.npyio.NpzFile) else set(loaded.dtype.names or ())
-    raw = {}
+    fields = {}
     for field, aliases in _ALIASES.items():
         found = next((a for a in aliases if a in names), None)
         if found is None:
             raise EventFileError(path, f"no {field!r} field (looked for {', '.join(aliases)}); has {sorted(names)}")
-        raw[field] = np.asarray(loaded[found])
-    return raw
+        fields[field] = found
+    return loaded, fields
+
+
+def _read_numpy(path: Path) -> dict[str, np.ndarray]:
+    import numpy as np
+
+    loaded, fields = _load_numpy(path, mmap=False)
+    return {field: np.asarray(loaded[name]) for field, name in fields.items()}
+
+
+def _numpy_blocks(path: Path, block: int) -> Iterator[dict[str, np.ndarray]]:
+    """Raw blocks of a .npy file of named fields, ``block`` rows each, read through a memory map."""
+    import numpy as np
+
+    loaded, fields = _load_numpy(path, mmap=True)
+    if loaded.ndim != 1:
+        raise EventFileError(path, f"a .npy of events must be one-dimensional, has shape {loaded.shape}")
+    for i in range(0, len(loaded), block):
+        part = loaded[i:i + block]
+        yield {field: np.array(part[name]) for field, name in fields.items()}
+
+
+def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None = None
+                   ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]] | None:
+    """(attributes, a function that reads the file afresh in raw blocks of about ``block`` events) for a
+    non-HDF5 file read by parts: camera files faery decodes, CSV/TXT (pandas' chunks), .npy (a memory map).
+    None for the formats read whole: .npz (NumPy inflates a member whole) and EVT 2.1 (evlib)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise EventFileError(path, "file does not exist")
+    if suffix in CAMERA_SUFFIXES:
+        return camera_stream(path, block)
+    if suffix in TEXT_SUFFIXES:
+        return {}, lambda: _text_blocks(path, TEXT_SUFFIXES[suffix], text or TextFormat(), block)
+    if suffix == ".npy":
+        return {}, lambda: _numpy_blocks(path, block)
+    return None
 
 
 def _prophesee_header(path: Path) -> str:
