@@ -266,8 +266,8 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
 
     HDF5 files are read a block at a time (memory bounded whatever the length); camera files faery decodes,
     CSV/TXT and .npy files are read twice, once for these facts and once for the blocks, so memory stays
-    bounded for them too; .npz and EVT 2.1 files are read whole, as one block. Raises EventFileError as :func:`read_events` does, also for a
-    decrease of the timestamps across blocks.
+    bounded for them too; .npz and EVT 2.1 files are read whole, as one block. Raises EventFileError as
+    :func:`read_events` does, also for a decrease of the timestamps across blocks.
     """
     from .formats import foreign_stream, is_hdf5
 
