@@ -280,6 +280,13 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
     inputs = train.split("input:")[1].split("output:")[0]
     for folder in ("base", "finetune-1", "finetune-2"):
         assert f"results/pretrained/{folder}/voxels/train/synth_train_0000.h5" in inputs
+    # A data set with real backgrounds reads them as inputs: a changed recording reruns its synthesis.
+    street = str(REPO.parent / "shared/data/formats/prophesee_evt3_1280x720_street.raw")
+    sets = [{"seed": 5}, {"seed": 6, "backgrounds": [street], "params": {"real_crop": True}}]
+    two_rounds.write_text(yaml.safe_dump({**cfg, "finetune": {"data": sets, "mix": True}}))
+    plan = smk(built, "-n", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
+    synth = [b for b in plan.split("rule ") if b.startswith("pretrained_synthesize")]
+    assert [street in b.split("output:")[0] for b in synth].count(True) == 1
 
 
 def test_pretrained_model_denoises_without_training(built: Path) -> None:
