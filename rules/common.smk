@@ -260,6 +260,11 @@ def pre_voxels(rnd, split):
     return [f"{pre_dir(s)}/voxels/{split}/{name}.h5" for s in sets for name in PRE_NAMES[split]]
 
 
+def pre_backgrounds(dataset):
+    """A data set's background recordings; relative paths are relative to the repository (as in quality.yaml)."""
+    return [os.path.normpath(os.path.join(workflow.basedir, b)) for b in PRE_SETS[dataset].get("backgrounds", [])]
+
+
 def pre_init(rnd):
     """The model a round starts from: the previous round's (none for the first)."""
     order = list(PRE_ROUNDS)

@@ -7,7 +7,7 @@
 
 rule pretrained_synthesize:
     input:
-        backgrounds=lambda w: PRE_SETS[w.dataset].get("backgrounds", []),
+        backgrounds=lambda w: pre_backgrounds(w.dataset),
     output:
         noisy=[pre_pair("{dataset}", s, n, "noisy") for s in PRE_NAMES for n in PRE_NAMES[s]],
         clean=[pre_pair("{dataset}", s, n, "clean") for s in PRE_NAMES for n in PRE_NAMES[s]],
@@ -31,7 +31,7 @@ rule pretrained_synthesize:
                 "duration_us": PRE_SETS[w.dataset]["duration_us"],
                 "seed": PRE_SETS[w.dataset]["seed"],
                 "previews": False,
-                "backgrounds": PRE_SETS[w.dataset].get("backgrounds", []),
+                "backgrounds": pre_backgrounds(w.dataset),
                 "params": PRE_SETS[w.dataset]["params"],
             }
         ),

@@ -253,13 +253,19 @@ def test_pretrained_rebuild_runs_each_round_the_finetune_from_base(built: Path) 
 
     cfg = load_config(REPO / "config" / "pretrained.yaml")
     files = sum(cfg["data"]["counts"].values())
-    two_rounds = built / "pretrained_two_rounds.yaml"  # the shipped config has one round; a finetune adds one
+    one_round = built / "pretrained_one_round.yaml"
+    one_round.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "finetune"}))
+    two_rounds = built / "pretrained_two_rounds.yaml"  # a finetune of one data set adds a round
     two_rounds.write_text(yaml.safe_dump({**cfg, "finetune": {"data": {"seed": 5}, "train": {"steps": 3}}}))
-    for config, rounds in ((str(REPO / "config" / "pretrained.yaml"), 1), (str(two_rounds), 2)):
+    for config, rounds in ((str(one_round), 1), (str(two_rounds), 2)):
         assert len(round_configs(load_config(config))) == rounds
         jobs = planned_jobs(built, "pretrained", pretrained_config=config)
         assert jobs == {"pretrained_synthesize": rounds, "pretrained_split": files * rounds,
                         "pretrained_voxelize": files * rounds, "pretrained_train": rounds, "pretrained": 1}
+    # The shipped config: a base round, then a finetune round on two new data sets (docs/ablations.md, Round 13).
+    jobs = planned_jobs(built, "pretrained", pretrained_config=str(REPO / "config" / "pretrained.yaml"))
+    assert jobs == {"pretrained_synthesize": 3, "pretrained_split": 3 * files, "pretrained_voxelize": 3 * files,
+                    "pretrained_train": 2, "pretrained": 1}
     (built / "two.yaml").write_text(yaml.safe_dump({**TINY, "pretrained_config": str(two_rounds)}))
     plan = smk(built, "-n", "-p", "results/pretrained/finetune/model/model.pt", config="two.yaml").stdout
     assert "results/pretrained/base/model/model.pt" in plan  # the finetune round starts from base's model
