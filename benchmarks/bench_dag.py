@@ -116,8 +116,8 @@ def measure(n: int, profile: str) -> dict:
     jobs_wf, jobs_bare = job_counts(plan_wf), job_counts(plan_bare)
     if jobs_wf != jobs_bare:
         raise RuntimeError(f"job counts differ: workflow {jobs_wf}, bare {jobs_bare}")
-    return {"pairs": n, "profile": Path(profile).name, "jobs": sum(jobs_wf.values()), "workflow_s": t_wf, "bare_s": t_bare,
-            "time_ratio": t_wf / t_bare, "workflow_mb": m_wf, "bare_mb": m_bare, "mem_ratio": m_wf / m_bare}
+    return {"pairs": n, "profile": Path(profile).name, "jobs": sum(jobs_wf.values()), "workflow_s": t_wf,
+            "bare_s": t_bare, "time_ratio": t_wf / t_bare, "workflow_mb": m_wf, "bare_mb": m_bare, "mem_ratio": m_wf / m_bare}
 
 
 def main() -> None:
@@ -130,7 +130,8 @@ def main() -> None:
         for profile in (str(REPO / "profiles" / "default"), "none"):
             r = measure(n, profile)
             print(f"| {r['pairs']} | {r['profile']} | {r['jobs']} | {r['workflow_s']:.1f} | {r['bare_s']:.1f} "
-                  f"| {r['time_ratio']:.2f}x | {r['workflow_mb']:.0f} | {r['bare_mb']:.0f} | {r['mem_ratio']:.2f}x |", flush=True)
+                  f"| {r['time_ratio']:.2f}x | {r['workflow_mb']:.0f} | {r['bare_mb']:.0f} | {r['mem_ratio']:.2f}x |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from evdenoise.pretrained import data_sets as pretrained_data_sets
 from evdenoise.pretrained import round_configs as pretrained_rounds
 from evdenoise.pretrained import read_card_facts
 from evdenoise.quality_sets import load_quality_config, real_samples, set_samples, set_synth_settings
-from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples, check_names
+from evdenoise.samples import WILDCARD_PATTERN, SampleError, build_samples, check_names, repo_path
 from evdenoise.train_config import TrainConfig
 
 try:
@@ -147,17 +147,18 @@ def as_json(obj):
 def benchmark_files(wildcards):
     """Every benchmarked job of the default target: each rule's own `benchmark:` pattern (rules.<name>.benchmark,
     so no path is spelled twice) filled with its jobs' wildcards. An input function sees no DAG, so the jobs come
-    from the same sample lists as the targets; tests/test_workflow.py checks that every job of the plan with a
-    benchmark is listed here."""
+    from the same sample lists as the targets; tests/test_workflow.py checks that every job with a benchmark is
+    counted (the table's jobs per rule against the benchmark files a run wrote)."""
     strategy = config["decode"]["strategy"]
     test_decoders = sorted(set(config["evaluate"]["decodes"]) | {strategy})
     once = [{}]
+    every = [{"sample": s} for s in TRAIN + VAL + TEST + INFER]
     jobs = {
         "synthesize": once if config["data"]["source"] == "synthetic" else [],
         "train": [] if PRETRAINED else once,
         "training_curve": [] if PRETRAINED else once,
-        "split": [{"sample": s} for s in TRAIN + VAL + TEST + INFER],
-        "voxelize": [{"sample": s} for s in TRAIN + VAL + TEST + INFER],
+        "split": every,
+        "voxelize": every,
         "predict": [{"sample": s} for s in TEST + INFER],
         "decode": [{"decoder": d, "sample": s} for s in TEST for d in test_decoders]
         + [{"decoder": strategy, "sample": s} for s in INFER],
@@ -262,7 +263,7 @@ def pre_voxels(rnd, split):
 
 def pre_backgrounds(dataset):
     """A data set's background recordings; relative paths are relative to the repository (as in quality.yaml)."""
-    return [os.path.normpath(os.path.join(workflow.basedir, b)) for b in PRE_SETS[dataset].get("backgrounds", [])]
+    return [repo_path(workflow.basedir, b) for b in PRE_SETS[dataset].get("backgrounds", [])]
 
 
 def pre_init(rnd):

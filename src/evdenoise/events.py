@@ -295,22 +295,24 @@ def _foreign_facts(path: str | os.PathLike, attrs: Mapping[str, Any],
     """A first pass over a file read by parts: count, time span and (where neither the file nor the caller gives
     it) the sensor size from the largest coordinates. Blocks are validated already here, so a bad value is an
     EventFileError before anything is written."""
-    known = ("width" in attrs and "height" in attrs) or (width is not None and height is not None)
-    bound = (width, height) if known else (1 << 16, 1 << 16)  # uint16 coordinates at most
+    bound = (width, height) if _size_known(attrs, width, height) else (1 << 16, 1 << 16)  # uint16 at most
     n, t, peak = 0, [0, 0], [0, 0]
     for events in _checked_blocks(path, _numbered(raw_blocks()), attrs, *bound):
         if len(events):
             t = [int(events.t[0]) if n == 0 else t[0], int(events.t[-1])]
             n += len(events)
             peak = [max(peak[0], int(events.x.max())), max(peak[1], int(events.y.max()))]
-    w, h = _sensor_size(path, attrs, np.array(peak[:1]), np.array(peak[1:]), width, height) if n or known \
-        else (1, 1)
-    return StreamInfo(n, *t, w, h)
+    return StreamInfo(n, *t, *_sensor_size(path, attrs, np.array(peak[:1]), np.array(peak[1:]), width, height))
+
+
+def _size_known(attrs: Mapping[str, Any], width: int | None, height: int | None) -> bool:
+    """Whether the file's attributes or the caller give the sensor size (else the coordinates do)."""
+    return ("width" in attrs and "height" in attrs) or (width is not None and height is not None)
 
 
 def _stream_size(path: str | os.PathLike, g: h5py.Group, attrs: Mapping[str, Any], width: int | None,
                  height: int | None, block: int) -> tuple[int, int]:
-    if ("width" in attrs and "height" in attrs) or (width is not None and height is not None):
+    if _size_known(attrs, width, height):
         return _sensor_size(path, attrs, np.zeros(0), np.zeros(0), width, height)
     n = g["x"].shape[0]
     peak = [max((int(g[k][i:i + block].max()) for i in range(0, n, block)), default=0) for k in ("x", "y")]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .samples import Sample
+from .samples import Sample, repo_path
 
 PathLike = str | os.PathLike
 
@@ -52,7 +52,7 @@ def set_synth_settings(qcfg: Mapping[str, Any], synthetic: Mapping[str, Any], ro
             "root": f"{root}/{name}/data", "counts": {s.get("split", "heldout"): s["count"]},
             "width": s.get("width", synthetic["width"]), "height": s.get("height", synthetic["height"]),
             "duration_us": synthetic["duration_us"], "seed": s.get("seed", synthetic["seed"]), "previews": False,
-            "backgrounds": [os.path.normpath(Path(basedir) / b) for b in s.get("backgrounds", [])],
+            "backgrounds": [repo_path(basedir, b) for b in s.get("backgrounds", [])],
             "params": {**synthetic["params"], **s.get("params", {})},
         }
     return out
@@ -74,4 +74,4 @@ def set_samples(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Sam
 
 def real_samples(qcfg: Mapping[str, Any], basedir: PathLike) -> list[Sample]:
     """The flare-free recordings as workflow samples named ``real.<stem>`` (no clean partner)."""
-    return [Sample(f"real.{Path(p).stem}", "infer", Path(os.path.normpath(Path(basedir) / p)), None) for p in qcfg["real"]]
+    return [Sample(f"real.{Path(p).stem}", "infer", Path(repo_path(basedir, p)), None) for p in qcfg["real"]]

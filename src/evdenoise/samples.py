@@ -7,6 +7,7 @@ be unique and free of path separators.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ RESERVED_NAMES = ("per_file", "summary", "headline")  # results/metrics/<name>.c
 # the lookahead keeps the summaries' paths from matching the per-sample rule.
 WILDCARD_PATTERN = rf"(?!(?:{'|'.join(RESERVED_NAMES)})\.csv$){NAME_PATTERN}"
 _NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
+
+
+def repo_path(basedir: str | os.PathLike, path: str | os.PathLike) -> str:
+    """A configured path: an absolute one as given, a relative one taken from ``basedir`` (the repository,
+    wherever Snakemake runs), normalised."""
+    return os.path.normpath(Path(basedir) / path)
 
 
 class SampleError(ValueError):
