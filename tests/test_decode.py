@@ -176,6 +176,21 @@ def test_mask_c1_uses_signed_input_value() -> None:
     assert (decode(pred, 0, 10, "mask", events_in=ev).x == 0).sum() == 0
 
 
+@pytest.mark.parametrize("assignment", ["nearest", "bilinear"])
+def test_mask_gives_the_same_events_whatever_the_thread_count(tiny_events, monkeypatch, assignment: str) -> None:
+    # Windows are shared among threads, each window seeded on its own: the choice must not depend on which
+    # thread decodes which window, nor on how many threads there are.
+    ev = tiny_events(20_000, width=16, height=12, t0=T0, duration=200_000, seed=4)
+    windows = windows_for(ev, 20_000)
+    spec = VoxelSpec(8, 2, assignment)
+    pred = encode_windows(ev, windows, spec) * np.random.default_rng(0).random((len(windows), 2, 8, 12, 16))
+    outs = []
+    for cpus in (1, 2, 3, 16):
+        monkeypatch.setattr("evdenoise.decode.os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
+        outs.append(decode_windows(pred.astype(np.float32), windows, "mask", events_in=ev, spec=spec, seed=7))
+    assert 0 < len(outs[0]) < len(ev) and all(out.equals(outs[0]) for out in outs[1:])
+
+
 def test_mask_picks_uniformly_random_subsets() -> None:
     # Cell x=0: 4 ON events, keep 2; cell x=1: 3 ON events, keep 1. Over many seeds every subset
     # of the right size turns up about equally often.

@@ -178,13 +178,15 @@ def test_camera_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Pat
     assert Events.concatenate(parts).equals(spinner)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy"])
-def test_text_and_npy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy", ".npz"])
+def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
                                                                           suffix: str) -> None:
     e = tiny_events(n=5000, width=40, height=30)
     path = tmp_path / f"events{suffix}"
     if suffix == ".npy":
         np.save(path, np.rec.fromarrays([e.t, e.x, e.y, e.p], names="t,x,y,p"))
+    elif suffix == ".npz":  # compressed: each member is inflated block by block
+        np.savez_compressed(path, t=e.t, x=e.x, y=e.y, p=e.p)
     else:
         np.savetxt(path, np.column_stack([e.t, e.x, e.y, e.p]), fmt="%d", delimiter="," if suffix == ".csv" else " ")
     info, blocks = stream_events(path, block=700)
@@ -195,7 +197,11 @@ def test_text_and_npy_files_stream_in_blocks_with_the_whole_files_events(tmp_pat
     assert len(parts) == 8 and max(map(len, parts)) == 700
     assert Events.concatenate(parts).equals(read_events(path))
     # A bad value in a late block fails in the first pass, naming the file, before any block is used.
-    if suffix != ".npy":
+    if suffix == ".npz":
+        np.savez_compressed(path, t=e.t, x=e.x[:-1], y=e.y, p=e.p)
+        with pytest.raises(EventFileError, match="different lengths"):
+            stream_events(path, block=700)
+    elif suffix != ".npy":
         with path.open("a") as f:
             f.write("1,2,x,1\n" if suffix == ".csv" else "1 2 x 1\n")
         with pytest.raises(EventFileError, match=str(path.name)):

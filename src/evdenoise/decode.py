@@ -30,13 +30,14 @@ to the rounded voxel exactly.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numba import njit
 
 from .events import Events, read_attrs
-from .voxel import VoxelSpec, bilinear_split, encode_windows
+from .voxel import VoxelSpec, bilinear_split
 from .windows import Windows, merge, window_chunks
 from .defaults import DECODE_SEED, KEEP_THRESHOLD
 
@@ -122,85 +123,121 @@ def _from_counts(vox: np.ndarray, windows: Windows, strategy: str, rng: np.rando
 
 
 @njit(cache=True, nogil=True)
-def _event_cells(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray,
-                 dt: int, shape: tuple[int, int, int, int, int]) -> None:  # pragma: no cover - compiled by numba
-    """Overwrite each event's window in ``cell`` (-1: none) with its voxel cell (nearest bin)."""
-    S, C, B, H, W = shape
-    for i in range(t.shape[0]):
-        w = cell[i]
-        if w >= 0:
-            plane = (w * C + np.int64(p[i] < 0) * (C - 1)) * B + (t[i] - start[w]) * B // dt
-            cell[i] = (plane * H + np.int64(y[i])) * W + np.int64(x[i])
-
-
-@njit(cache=True, nogil=True)
 def _kept_share(pred: float, value: float) -> float:  # pragma: no cover - compiled by numba
     """A cell's kept share: predicted / input value clipped to [0, 1]; a cell of value 0 keeps all."""
     return 1.0 if value == 0 else min(max(pred / value, 0.0), 1.0)
 
 
 @njit(cache=True, nogil=True)
-def _mask_keep(p: np.ndarray, cell: np.ndarray, vox: np.ndarray, seed: int, round_up: float, tally: np.ndarray,
-               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """Mark in ``keep`` the events ``mask`` keeps. ``cell`` holds each event's voxel cell (-1: none;
-    ``_event_cells``); ``tally`` (zeros, two per voxel cell) is scratch.
+def _by_pixel(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int, last: int, t0: int,
+              shape: tuple[int, int, int, int, int], end: np.ndarray,
+              order: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """Counting sort of the events ``first:last`` of the window from ``t0`` by channel and pixel
+    (``(channel * H + y) * W + x``): ``order`` gets them grouped so, in time order within a group, each
+    packed in one int64 (``_unpack``) so that the later passes read in sequence instead of gathering, and
+    ``end`` (zeros on entry) each group's end."""
+    _, C, B, H, W = shape
+    for i in range(first, last):
+        end[(np.int64(p[i] < 0) * (C - 1) * H + np.int64(y[i])) * W + np.int64(x[i])] += 1
+    total = 0
+    for q in range(end.shape[0]):
+        total += end[q]
+        end[q] = total - end[q]
+    for i in range(first, last):
+        q = (np.int64(p[i] < 0) * (C - 1) * H + np.int64(y[i])) * W + np.int64(x[i])
+        order[end[q]] = (np.int64(i) << 32) | ((t[i] - t0) << 1) | np.int64(p[i] < 0)
+        end[q] += 1
 
-    Two passes over the events: the first counts each cell's events and sums their value, the
-    second picks the kept ones by selection sampling (Knuth's Algorithm S: keep each event with
-    probability still-to-keep / still-to-see, which gives a uniformly random subset of exactly k).
-    """
-    C = vox.shape[1]
-    pred = vox.reshape(-1)
-    # A loop of its own: fused into the cell computation, the scattered additions ran three times slower.
-    for i in range(p.shape[0]):
-        if cell[i] >= 0:
-            tally[cell[i], 0] += 1
-            tally[cell[i], 1] += p[i] if C == 1 else 1
-    np.random.seed(seed)
-    for i in range(p.shape[0]):
-        c = cell[i]
-        if c < 0:
-            continue
-        # A cell's first event turns its (count, value) into (-events still to see, events still to keep).
-        to_see, left = tally[c, 0], tally[c, 1]
+
+@njit(cache=True, nogil=True)
+def _unpack(packed: int, dt: int, B: int, C: int) -> tuple[int, int, int, int, np.float32]:  # pragma: no cover
+    """A packed event (``_by_pixel``): its index, voxel value (1, or its polarity for C = 1), nearest bin and
+    bilinear split (``bilinear_split``: lower and upper bin, upper weight)."""
+    rel = (packed & 0xFFFFFFFF) >> 1
+    nearest = np.int64(rel * (B / dt))  # multiply, not divide; integer comparisons make the bin exact
+    nearest += (nearest + 1) * dt <= rel * B
+    nearest -= nearest * dt > rel * B
+    lower, upper, frac = bilinear_split(rel, B / dt, B)
+    value = 1 if C == 2 else 1 - 2 * (packed & 1)
+    return packed >> 32, value, nearest, lower, upper, frac
+
+
+@njit(cache=True, nogil=True)
+def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple[int, int, int, int, int],
+                pred: np.ndarray, grid: int, bilinear: bool, round_up: float, acc: np.ndarray, near: np.ndarray,
+                tally: np.ndarray, keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """Mark in ``keep`` the kept events of one channel-pixel: ``events[begin:stop]`` (``_by_pixel``), its bin 0
+    at ``pred[grid]`` and the others a plane apart. ``tally`` counts each nearest bin's (events, value); a
+    bilinear prediction first becomes nearest-bin counts in ``near``: each event takes the kept share of its
+    two bins, weighted as the encoder splits it (``acc``: the input's bilinear value, summed in time order
+    as the encoder does). Then selection sampling (Knuth's Algorithm S) keeps each event with probability
+    still-to-keep / still-to-see: a uniformly random subset of exactly k of each bin's events. The three
+    small tables are zeros again on return; indices, not array views: a view per pixel costs more than
+    the pixel's work."""
+    _, C, B, H, W = shape
+    for j in range(begin, stop):
+        _, value, b, lower, upper, frac = _unpack(events[j], dt, B, C)
+        tally[b, 0] += 1
+        tally[b, 1] += value
+        if bilinear:
+            acc[lower] += (np.float32(1.0) - frac) * np.float32(value)
+            acc[upper] += frac * np.float32(value)
+    for j in range(begin, stop) if bilinear else range(0):
+        _, value, b, lower, upper, frac = _unpack(events[j], dt, B, C)
+        lo, up = pred[grid + lower * H * W], pred[grid + upper * H * W]
+        share = ((np.float32(1.0) - frac) * np.float32(_kept_share(np.float64(lo), np.float64(acc[lower])))
+                 + frac * np.float32(_kept_share(np.float64(up), np.float64(acc[upper]))))
+        near[b] += share * value
+    for j in range(begin, stop):
+        i, _, b, lower, upper, _ = _unpack(events[j], dt, B, C)
+        # A bin's first event turns its (count, value) into (-events still to see, events still to keep).
+        to_see, left = tally[b, 0], tally[b, 1]
         if to_see > 0:
-            ratio = _kept_share(np.float64(pred[c]), left)
-            to_see, left = -to_see, np.int32(np.floor(ratio * to_see + round_up))
+            share = _kept_share(np.float64(near[b] if bilinear else pred[grid + b * H * W]), left)
+            to_see, left = -to_see, np.int64(np.floor(share * to_see + round_up))
         # Cells kept whole or dropped draw no random number.
         kept = left == -to_see or (left > 0 and np.random.random() * -to_see < left)
         keep[i] = kept
-        tally[c, 0] = to_see + 1
-        tally[c, 1] = left - kept
+        tally[b, 0] = to_see + 1
+        tally[b, 1] = left - kept
+        acc[lower] = acc[upper] = near[b] = 0
 
 
 @njit(cache=True, nogil=True)
-def _cell_shares(pred: np.ndarray, grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """In place, the input values in ``grid`` become kept shares (``_kept_share``). One pass over the
-    cells first, so the pass over the events reads one value per bin instead of two."""
-    for k in range(grid.shape[0]):
-        grid[k] = _kept_share(np.float64(pred[k]), np.float64(grid[k]))
-
-
-@njit(cache=True, nogil=True)
-def _bilinear_to_nearest(t: np.ndarray, p: np.ndarray, cell: np.ndarray, start: np.ndarray, dt: int,
-                         shape: tuple[int, int, int, int, int],
-                         grid: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """``grid`` (flat) holds each cell's kept share on entry and, on return, the nearest-bin counts
-    ``_mask_keep`` reads: per event (voxel cell in ``cell``, -1: none), the shares of its two bins
-    weighted as the encoder splits it, summed (times the event's value) into its cell."""
-    S, C, B, H, W = shape
+def _mask_window(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int, last: int, t0: int, dt: int,
+                 shape: tuple[int, int, int, int, int], pred: np.ndarray, offset: int, bilinear: bool, seed: int,
+                 round_up: float, end: np.ndarray, order: np.ndarray, keep: np.ndarray) -> None:  # pragma: no cover
+    """Mark in ``keep`` the events ``first:last`` of one window that ``mask`` keeps (its (C, B, H, W) grid at
+    ``pred[offset:]``, flat): pixel by pixel (``_by_pixel``, with its scratch ``end``, zeros on entry and on
+    return, and ``order``), so the cost follows the events and stays in cache."""
+    _, C, B, H, W = shape
     plane = H * W
-    share = np.zeros(t.shape[0], np.float32)
-    for i in range(t.shape[0]):
-        c = cell[i]
-        if c >= 0:
-            bin0 = c - (c // plane) % B * plane  # the event's pixel in bin 0 of its window and channel
-            lower, upper, frac = bilinear_split(t[i] - start[c // (C * B * plane)], B / dt, B)
-            share[i] = (np.float32(1.0) - frac) * grid[bin0 + lower * plane] + frac * grid[bin0 + upper * plane]
-    grid[:] = 0
-    for i in range(t.shape[0]):
-        if cell[i] >= 0:
-            grid[cell[i]] += share[i] * (1 if C == 2 else p[i])
+    _by_pixel(t, x, y, p, first, last, t0, shape, end, order)
+    acc, near = np.zeros(B, np.float32), np.zeros(B, np.float32)
+    tally = np.zeros((B, 2), np.int64)
+    np.random.seed(seed)
+    begin = 0
+    for q in range(end.shape[0]):
+        stop, end[q] = end[q], 0
+        if stop > begin:
+            grid = offset + q // plane * B * plane + q % plane  # the pixel's bin 0 in the (C, B, H, W) grid
+            _mask_pixel(order, begin, stop, dt, shape, pred, grid, bilinear, round_up, acc, near, tally, keep)
+            begin = stop
+
+
+@njit(cache=True, nogil=True)
+def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: np.ndarray, last: np.ndarray,
+               start: np.ndarray, dt: int, shape: tuple[int, int, int, int, int], vox: np.ndarray, bilinear: bool,
+               seeds: np.ndarray, round_up: float, part: int, parts: int,
+               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """``_mask_window`` for windows ``part``, ``part + parts``, ... (window w: events ``first[w]:last[w]``, seed
+    ``seeds[w]``), with scratch of their own."""
+    S, C, B, H, W = shape
+    end, order = np.zeros(C * H * W, np.int32), np.empty(np.max(last - first), np.int64)
+    for w in range(part, S, parts):
+        if last[w] > first[w]:
+            _mask_window(t, x, y, p, first[w], last[w], start[w], dt, shape, vox, w * C * B * H * W, bilinear,
+                         seeds[w], round_up, end, order, keep)
 
 
 def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.Generator,
@@ -209,19 +246,20 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
     S, C, B, H, W = vox.shape
     if (events_in.width, events_in.height) != (W, H):
         raise ValueError(f"input events are {events_in.width}x{events_in.height}, voxels are {W}x{H}")
+    if windows.segment_us >= 1 << 30 or len(events_in) >= 1 << 31:
+        raise ValueError("mask decodes windows under 2**30 µs holding under 2**31 events")  # _by_pixel's packing
     ev = events_in
-    cell = windows.locate(ev.t)
-    _event_cells(ev.t, ev.x, ev.y, ev.p, cell, windows.start, windows.segment_us, vox.shape)
-    if bilinear:
-        grid = encode_windows(ev, windows, VoxelSpec(B, C, "bilinear")).reshape(-1)
-        _cell_shares(np.ascontiguousarray(vox).reshape(-1), grid)
-        _bilinear_to_nearest(ev.t, ev.p, cell, windows.start, windows.segment_us, vox.shape, grid)
-        vox = grid.reshape(vox.shape)
+    first, last = np.searchsorted(ev.t, windows.start), np.searchsorted(ev.t, windows.end)
     keep = np.zeros(len(ev), bool)
-    # Scratch from numpy, whose large arrays get huge pages (numba's fault in page by page);
-    # numba's generator, seeded from ours, keeps the choice deterministic given the seed.
-    _mask_keep(ev.p, cell, np.ascontiguousarray(vox), int(rng.integers(2**32)), 1.0 - keep_threshold,
-               np.zeros((vox.size, 2), np.int32), keep)
+    # One seed per window from ours (numba's generator is per thread), so the choice is the same whichever
+    # thread decodes a window. Threads, not numba's parallel layer: the kernels release the GIL, and no
+    # OpenMP runtime meets torch's in one process.
+    seeds, shape, vox = rng.integers(2**32, size=S), vox.shape, np.ascontiguousarray(vox).reshape(-1)
+    threads = max(1, min(len(os.sched_getaffinity(0)), S))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda k: _mask_keep(ev.t, ev.x, ev.y, ev.p, first, last, windows.start, windows.segment_us,
+                                           shape, vox, bilinear, seeds, 1.0 - keep_threshold, k, threads, keep),
+                      range(threads)))
     return ev.select(keep)
 
 

@@ -87,14 +87,12 @@ def _decoding(path: Path, what: str) -> Iterator[None]:
 
 
 def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    import numpy as np
-
     stream = camera_stream(path, 1 << 62)
     if stream is None:
         return _read_evt21(path, _prophesee_header(path))
     attrs, blocks = stream
-    raws = list(blocks())
-    return ({k: np.concatenate([r[k] for r in raws]) for k in raws[0]} if raws else _faery_raw(None)), attrs
+    (raw,) = blocks()  # one block of every event: the block size above any file's count
+    return raw, attrs
 
 
 def camera_stream(path: str | os.PathLike, block: int
@@ -117,27 +115,35 @@ def camera_stream(path: str | os.PathLike, block: int
 
 
 def _faery_blocks(path: Path, file_type: str, block: int) -> Iterator[dict[str, np.ndarray]]:
+    """Raw blocks of at least ``block`` events (but the last), each field joined from faery's packets on its
+    own: contiguous arrays, and t widened while it is copied."""
     import faery
-    import numpy as np
 
-    pending, size = [], 0
+    pending: dict[str, list[np.ndarray]] = {k: [] for k in _FAERY_FIELDS}
+    size, blocks = 0, 0
     with _decoding(path, file_type):
         for packet in faery.events_stream_from_file(path, file_type=file_type):
-            pending.append(packet)
+            for field, name in _FAERY_FIELDS.items():
+                pending[field].append(packet[name])
             size += len(packet)
             if size >= block:
-                yield _faery_raw(np.concatenate(pending))
-                pending, size = [], 0
-    if pending:
-        yield _faery_raw(np.concatenate(pending))
+                yield _faery_raw(pending)
+                pending, size, blocks = {k: [] for k in _FAERY_FIELDS}, 0, blocks + 1
+    if size or not blocks:
+        yield _faery_raw(pending)
 
 
-def _faery_raw(a: np.ndarray | None) -> dict[str, np.ndarray]:
+_FAERY_FIELDS = {"t": "t", "x": "x", "y": "y", "p": "on"}  # ours: faery's
+
+
+def _faery_raw(pending: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     import faery
     import numpy as np
 
-    a = np.zeros(0, dtype=faery.EVENTS_DTYPE) if a is None else a
-    return {"t": a["t"].astype(np.int64), "x": a["x"], "y": a["y"], "p": a["on"]}
+    if not pending["t"]:
+        empty = np.zeros(0, dtype=faery.EVENTS_DTYPE)
+        return {field: empty[name] for field, name in _FAERY_FIELDS.items()}
+    return {field: np.concatenate(parts, dtype=np.int64 if field == "t" else None) for field, parts in pending.items()}
 
 
 def _read_text(path: Path, separator: str, fmt: TextFormat) -> dict[str, np.ndarray]:
@@ -153,7 +159,7 @@ def _text_blocks(path: Path, separator: str, fmt: TextFormat, block: int | None)
     has_header = bool(first) and not all(_is_number(v) for v in first)
     try:
         tables = pd.read_csv(path, sep=separator, header=0 if has_header else None, comment="#", usecols=range(4),
-                             names=list(fmt.columns), engine="c" if separator == "," else "python", chunksize=block)
+                             names=list(fmt.columns), engine="c", chunksize=block)  # C: also for r"\s+"
         for table in [tables] if block is None else tables:
             yield _text_raw(path, table, fmt)
     except EventFileError:
@@ -218,11 +224,50 @@ def _numpy_blocks(path: Path, block: int) -> Iterator[dict[str, np.ndarray]]:
         yield {field: np.array(part[name]) for field, name in fields.items()}
 
 
+def _npz_blocks(path: Path, block: int) -> Iterator[dict[str, np.ndarray]]:
+    """Raw blocks of a .npz of one array per field, ``block`` rows each: each member is inflated as it is read
+    (zipfile streams it), so a compressed archive never has to be in memory whole."""
+    import zipfile
+
+    import numpy as np
+
+    loaded, fields = _load_numpy(path, mmap=False)  # the names only: NpzFile reads members on access
+    loaded.close()
+    with zipfile.ZipFile(path) as archive:
+        members = {field: _npy_member(archive, name, path) for field, name in fields.items()}
+        counts = {count for _, _, count in members.values()}
+        if len(counts) != 1:
+            raise EventFileError(path, f"the fields have different lengths ({sorted(counts)})")
+        total = counts.pop()
+        for i in range(0, total, block):
+            k = min(block, total - i)
+            raw = {field: np.frombuffer(f.read(k * dtype.itemsize), dtype) for field, (f, dtype, _) in members.items()}
+            if any(len(a) < k for a in raw.values()):
+                raise EventFileError(path, "a member ends early; is the file truncated?")
+            yield raw
+
+
+def _npy_member(archive: Any, name: str, path: Path) -> tuple[Any, np.dtype, int]:
+    """(the open member ``name`` of a .npz past its header, its dtype, its length) of a one-dimensional array."""
+    import numpy as np
+
+    f = archive.open(f"{name}.npy")
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, _, dtype = read_header[version](f)
+    except (KeyError, ValueError) as err:
+        raise EventFileError(path, f"member {name!r} is not a readable .npy ({err})") from None
+    if len(shape) != 1 or dtype.hasobject:
+        raise EventFileError(path, f"member {name!r} must be a one-dimensional array of numbers, is {shape} {dtype}")
+    return f, dtype, shape[0]
+
+
 def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None = None
                    ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]] | None:
     """(attributes, a function that reads the file afresh in raw blocks of about ``block`` events) for a
-    non-HDF5 file read by parts: camera files faery decodes, CSV/TXT (pandas' chunks), .npy (a memory map).
-    None for the formats read whole: .npz (NumPy inflates a member whole) and EVT 2.1 (evlib)."""
+    non-HDF5 file read by parts: camera files faery decodes, CSV/TXT (pandas' chunks), .npy (a memory map),
+    .npz (each member inflated as it is read). None for EVT 2.1, read whole (evlib)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -233,6 +278,8 @@ def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None 
         return {}, lambda: _text_blocks(path, TEXT_SUFFIXES[suffix], text or TextFormat(), block)
     if suffix == ".npy":
         return {}, lambda: _numpy_blocks(path, block)
+    if suffix == ".npz":
+        return {}, lambda: _npz_blocks(path, block)
     return None
 
 
