@@ -215,6 +215,9 @@ def test_mask_ignores_events_outside_windows(tiny_events) -> None:
     vox = encode(ev, 10_000, 30_000, VoxelSpec(4, 2, "nearest"))
     out = decode(vox, 10_000, 30_000, "mask", events_in=ev)
     assert out.equals(ev.between(10_000, 30_000))
+    none = decode(vox, 60_000, 80_000, "mask", events_in=ev)  # a window that holds no event
+    empty = decode_windows(vox[None][:0], make_windows(0, 1, 20_000).select(slice(0, 0)), "mask", events_in=ev)
+    assert len(none) == len(empty) == 0 and (none.width, none.height) == (4, 4)
 
 
 def test_errors(tiny_events) -> None:

@@ -251,6 +251,8 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
     ev = events_in
     first, last = np.searchsorted(ev.t, windows.start), np.searchsorted(ev.t, windows.end)
     keep = np.zeros(len(ev), bool)
+    if not (last > first).any():  # no window holds an event
+        return ev.select(keep)
     # One seed per window from ours (numba's generator is per thread), so the choice is the same whichever
     # thread decodes a window. Threads, not numba's parallel layer: the kernels release the GIL, and no
     # OpenMP runtime meets torch's in one process.
