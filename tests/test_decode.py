@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evdenoise.decode import decode, decode_windows
+from evdenoise.decode import cpu_threads, decode, decode_windows
 from evdenoise.events import Events
 from evdenoise.voxel import VoxelSpec, encode, encode_windows
 from evdenoise.windows import make_windows, windows_for
@@ -185,10 +185,14 @@ def test_mask_gives_the_same_events_whatever_the_thread_count(tiny_events, monke
     spec = VoxelSpec(8, 2, assignment)
     pred = encode_windows(ev, windows, spec) * np.random.default_rng(0).random((len(windows), 2, 8, 12, 16))
     outs = []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for cpus in (1, 2, 3, 16):
         monkeypatch.setattr("evdenoise.decode.os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
+        assert cpu_threads() == cpus
         outs.append(decode_windows(pred.astype(np.float32), windows, "mask", events_in=ev, spec=spec, seed=7))
     assert 0 < len(outs[0]) < len(ev) and all(out.equals(outs[0]) for out in outs[1:])
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # as Snakemake sets it for a job of 2 threads
+    assert cpu_threads() == 2
 
 
 def test_mask_picks_uniformly_random_subsets() -> None:

@@ -257,12 +257,19 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
     # thread decodes a window. Threads, not numba's parallel layer: the kernels release the GIL, and no
     # OpenMP runtime meets torch's in one process.
     seeds, shape, vox = rng.integers(2**32, size=S), vox.shape, np.ascontiguousarray(vox).reshape(-1)
-    threads = max(1, min(len(os.sched_getaffinity(0)), S))
+    threads = max(1, min(cpu_threads(), S))
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda k: _mask_keep(ev.t, ev.x, ev.y, ev.p, first, last, windows.start, windows.segment_us,
                                            shape, vox, bilinear, seeds, 1.0 - keep_threshold, k, threads, keep),
                       range(threads)))
     return ev.select(keep)
+
+
+def cpu_threads() -> int:
+    """Threads this process should use: its CPUs, capped by ``OMP_NUM_THREADS`` where set (the usual knob,
+    which torch reads too and Snakemake sets to a job's ``threads``), so parallel jobs do not oversubscribe."""
+    cpus, omp = len(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS", "")
+    return min(cpus, int(omp)) if omp.isdigit() and int(omp) > 0 else cpus
 
 
 def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_in: Events | None = None,
