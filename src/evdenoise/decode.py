@@ -182,12 +182,13 @@ def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple
         if bilinear:
             acc[lower] += (np.float32(1.0) - frac) * np.float32(value)
             acc[upper] += frac * np.float32(value)
-    for j in range(begin, stop) if bilinear else range(0):
-        _, value, b, lower, upper, frac = _unpack(events[j], dt, B, C)
-        lo, up = pred[grid + lower * H * W], pred[grid + upper * H * W]
-        share = ((np.float32(1.0) - frac) * np.float32(_kept_share(np.float64(lo), np.float64(acc[lower])))
-                 + frac * np.float32(_kept_share(np.float64(up), np.float64(acc[upper]))))
-        near[b] += share * value
+    if bilinear:
+        for j in range(begin, stop):
+            _, value, b, lower, upper, frac = _unpack(events[j], dt, B, C)
+            lo, up = pred[grid + lower * H * W], pred[grid + upper * H * W]
+            share = ((np.float32(1.0) - frac) * np.float32(_kept_share(np.float64(lo), np.float64(acc[lower])))
+                     + frac * np.float32(_kept_share(np.float64(up), np.float64(acc[upper]))))
+            near[b] += share * value
     for j in range(begin, stop):
         i, _, b, lower, upper, _ = _unpack(events[j], dt, B, C)
         # A bin's first event turns its (count, value) into (-events still to see, events still to keep).

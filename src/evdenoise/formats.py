@@ -91,8 +91,8 @@ def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dic
     if stream is None:
         return _read_evt21(path, _prophesee_header(path))
     attrs, blocks = stream
-    (raw,) = blocks()  # one block of every event: the block size above any file's count
-    return raw, attrs
+    raw = next(blocks(), None)  # one block of every event (the block size above any file's count), or none
+    return (_faery_raw({k: [] for k in _FAERY_FIELDS}) if raw is None else raw), attrs
 
 
 def camera_stream(path: str | os.PathLike, block: int
@@ -114,13 +114,16 @@ def camera_stream(path: str | os.PathLike, block: int
     return {"width": int(width), "height": int(height)}, lambda: _faery_blocks(path, file_type, block)
 
 
+_FAERY_FIELDS = {"t": "t", "x": "x", "y": "y", "p": "on"}  # ours: faery's
+
+
 def _faery_blocks(path: Path, file_type: str, block: int) -> Iterator[dict[str, np.ndarray]]:
     """Raw blocks of at least ``block`` events (but the last), each field joined from faery's packets on its
     own: contiguous arrays, and t widened while it is copied."""
     import faery
 
     pending: dict[str, list[np.ndarray]] = {k: [] for k in _FAERY_FIELDS}
-    size, blocks = 0, 0
+    size = 0
     with _decoding(path, file_type):
         for packet in faery.events_stream_from_file(path, file_type=file_type):
             for field, name in _FAERY_FIELDS.items():
@@ -128,12 +131,9 @@ def _faery_blocks(path: Path, file_type: str, block: int) -> Iterator[dict[str, 
             size += len(packet)
             if size >= block:
                 yield _faery_raw(pending)
-                pending, size, blocks = {k: [] for k in _FAERY_FIELDS}, 0, blocks + 1
-    if size or not blocks:
+                pending, size = {k: [] for k in _FAERY_FIELDS}, 0
+    if size:
         yield _faery_raw(pending)
-
-
-_FAERY_FIELDS = {"t": "t", "x": "x", "y": "y", "p": "on"}  # ours: faery's
 
 
 def _faery_raw(pending: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
