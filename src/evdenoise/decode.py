@@ -165,8 +165,8 @@ def _unpack(packed: int, dt: int, B: int, C: int) -> tuple[int, int, int, int, n
 @njit(cache=True, nogil=True)
 def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple[int, int, int, int, int],
                 pred: np.ndarray, grid: int, bilinear: bool, round_up: float, acc: np.ndarray, near: np.ndarray,
-                tally: np.ndarray, keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """Mark in ``keep`` the kept events of one channel-pixel: ``events[begin:stop]`` (``_by_pixel``), its bin 0
+                tally: np.ndarray, keep: np.ndarray) -> int:  # pragma: no cover - compiled by numba
+    """Mark in ``keep`` the kept events of one channel-pixel (returns how many): ``events[begin:stop]`` (``_by_pixel``), its bin 0
     at ``pred[grid]`` and the others a plane apart. ``tally`` counts each nearest bin's (events, value); a
     bilinear prediction first becomes nearest-bin counts in ``near``: each event takes the kept share of its
     two bins, weighted as the encoder splits it (``acc``: the input's bilinear value, summed in time order
@@ -189,6 +189,7 @@ def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple
             share = ((np.float32(1.0) - frac) * np.float32(_kept_share(np.float64(lo), np.float64(acc[lower])))
                      + frac * np.float32(_kept_share(np.float64(up), np.float64(acc[upper]))))
             near[b] += share * value
+    count = 0
     for j in range(begin, stop):
         i, _, b, lower, upper, _ = _unpack(events[j], dt, B, C)
         # A bin's first event turns its (count, value) into (-events still to see, events still to keep).
@@ -199,16 +200,18 @@ def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple
         # Cells kept whole or dropped draw no random number.
         kept = left == -to_see or (left > 0 and np.random.random() * -to_see < left)
         keep[i] = kept
+        count += kept
         tally[b, 0] = to_see + 1
         tally[b, 1] = left - kept
         acc[lower] = acc[upper] = near[b] = 0
+    return count
 
 
 @njit(cache=True, nogil=True)
 def _mask_window(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int, last: int, t0: int, dt: int,
                  shape: tuple[int, int, int, int, int], pred: np.ndarray, offset: int, bilinear: bool, seed: int,
-                 round_up: float, end: np.ndarray, order: np.ndarray, keep: np.ndarray) -> None:  # pragma: no cover
-    """Mark in ``keep`` the events ``first:last`` of one window that ``mask`` keeps (its (C, B, H, W) grid at
+                 round_up: float, end: np.ndarray, order: np.ndarray, keep: np.ndarray) -> int:  # pragma: no cover
+    """Mark in ``keep`` the events ``first:last`` of one window that ``mask`` keeps (returns how many; its (C, B, H, W) grid at
     ``pred[offset:]``, flat): pixel by pixel (``_by_pixel``, with its scratch ``end``, zeros on entry and on
     return, and ``order``), so the cost follows the events and stays in cache."""
     _, C, B, H, W = shape
@@ -217,28 +220,45 @@ def _mask_window(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, fir
     acc, near = np.zeros(B, np.float32), np.zeros(B, np.float32)
     tally = np.zeros((B, 2), np.int64)
     np.random.seed(seed)
-    begin = 0
+    begin = kept = 0
     for q in range(end.shape[0]):
         stop, end[q] = end[q], 0
         if stop > begin:
             grid = offset + q // plane * B * plane + q % plane  # the pixel's bin 0 in the (C, B, H, W) grid
-            _mask_pixel(order, begin, stop, dt, shape, pred, grid, bilinear, round_up, acc, near, tally, keep)
+            kept += _mask_pixel(order, begin, stop, dt, shape, pred, grid, bilinear, round_up, acc, near, tally, keep)
             begin = stop
+    return kept
 
 
 @njit(cache=True, nogil=True)
 def _mask_keep(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: np.ndarray, last: np.ndarray,
                start: np.ndarray, dt: int, shape: tuple[int, int, int, int, int], vox: np.ndarray, bilinear: bool,
-               seeds: np.ndarray, round_up: float, part: int, parts: int,
-               keep: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+               seeds: np.ndarray, round_up: float, part: int, parts: int, keep: np.ndarray,
+               kept: np.ndarray) -> None:  # pragma: no cover - compiled by numba
     """``_mask_window`` for windows ``part``, ``part + parts``, ... (window w: events ``first[w]:last[w]``, seed
-    ``seeds[w]``), with scratch of their own."""
+    ``seeds[w]``, ``kept[w]`` gets its count), with scratch of their own."""
     S, C, B, H, W = shape
     end, order = np.zeros(C * H * W, np.int32), np.empty(np.max(last - first), np.int64)
     for w in range(part, S, parts):
         if last[w] > first[w]:
-            _mask_window(t, x, y, p, first[w], last[w], start[w], dt, shape, vox, w * C * B * H * W, bilinear,
-                         seeds[w], round_up, end, order, keep)
+            kept[w] = _mask_window(t, x, y, p, first[w], last[w], start[w], dt, shape, vox, w * C * B * H * W,
+                                   bilinear, seeds[w], round_up, end, order, keep)
+
+
+@njit(cache=True, nogil=True)
+def _gather(fields: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], first: np.ndarray, last: np.ndarray,
+            keep: np.ndarray, at: np.ndarray, part: int, parts: int,
+            out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:  # pragma: no cover - numba
+    """Copy the kept events of windows ``part``, ``part + parts``, ... to ``out`` from ``at[w]`` on: windows are
+    sorted and disjoint, so the output stays in input order (the threads' share of ``Events.select``)."""
+    t, x, y, p = fields
+    ot, ox, oy, op = out
+    for w in range(part, first.shape[0], parts):
+        j = at[w]
+        for i in range(first[w], last[w]):
+            if keep[i]:
+                ot[j], ox[j], oy[j], op[j] = t[i], x[i], y[i], p[i]
+                j += 1
 
 
 def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.Generator,
@@ -251,19 +271,23 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
         raise ValueError("mask decodes windows under 2**30 µs holding under 2**31 events")  # _by_pixel's packing
     ev = events_in
     first, last = np.searchsorted(ev.t, windows.start), np.searchsorted(ev.t, windows.end)
-    keep = np.zeros(len(ev), bool)
     if not (last > first).any():  # no window holds an event
-        return ev.select(keep)
+        return Events.empty(W, H)
     # One seed per window from ours (numba's generator is per thread), so the choice is the same whichever
     # thread decodes a window. Threads, not numba's parallel layer: the kernels release the GIL, and no
     # OpenMP runtime meets torch's in one process.
     seeds, shape, vox = rng.integers(2**32, size=S), vox.shape, np.ascontiguousarray(vox).reshape(-1)
+    keep, kept = np.empty(len(ev), bool), np.zeros(S, np.int64)  # keep: written for every event of a window
     threads = max(1, min(cpu_threads(), S))
+    fields = (ev.t, ev.x, ev.y, ev.p)
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda k: _mask_keep(ev.t, ev.x, ev.y, ev.p, first, last, windows.start, windows.segment_us,
-                                           shape, vox, bilinear, seeds, 1.0 - keep_threshold, k, threads, keep),
+        list(pool.map(lambda k: _mask_keep(*fields, first, last, windows.start, windows.segment_us, shape, vox,
+                                           bilinear, seeds, 1.0 - keep_threshold, k, threads, keep, kept),
                       range(threads)))
-    return ev.select(keep)
+        out = tuple(np.empty(int(kept.sum()), f.dtype) for f in fields)
+        at = np.cumsum(kept) - kept
+        list(pool.map(lambda k: _gather(fields, first, last, keep, at, k, threads, out), range(threads)))
+    return Events(*out, W, H)
 
 
 def cpu_threads() -> int:
