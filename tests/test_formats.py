@@ -99,6 +99,21 @@ def test_text_columns_and_units_are_configurable(tmp_path: Path, tiny_events) ->
         read_events(path, width=40, height=30, text=TextFormat(columns="xytp"))
 
 
+
+def test_text_preamble_extra_columns_and_empty_files(tmp_path: Path, tiny_events) -> None:
+    e = tiny_events(n=50, width=40, height=30)
+    rows = "".join(f"{t} {x} {y} {p} 0.5\n" for t, x, y, p in zip(e.t, e.x, e.y, e.p))  # a fifth column: ignored
+    path = tmp_path / "events.txt"
+    path.write_text("# recorded with a camera\n#\n  # width 40\ntimestamp x y polarity confidence\n" + rows)
+    assert read_events(path, width=40, height=30).equals(e)
+    header_only = tmp_path / "none.csv"
+    header_only.write_text("# nothing recorded\nt,x,y,p\n")
+    assert len(read_events(header_only, width=40, height=30)) == 0
+    narrow = tmp_path / "narrow.txt"
+    narrow.write_text("1 2 3\n4 5 6\n")
+    with pytest.raises(EventFileError, match="narrow.txt: 3 text column.*at least 4"):
+        read_events(narrow, width=40, height=30)
+
 def test_numpy_files_with_named_fields(tmp_path: Path, tiny_events) -> None:
     e = tiny_events(n=100, width=20, height=10)
     np.savez(tmp_path / "a.npz", t=e.t, x=e.x, y=e.y, p=e.p)
