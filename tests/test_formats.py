@@ -193,6 +193,16 @@ def test_camera_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Pat
     assert Events.concatenate(parts).equals(spinner)
 
 
+def test_evt21_streams_in_parts_cut_before_time_high_words(tmp_path: Path, spinner: Events) -> None:
+    path = _evt21_write(spinner, tmp_path / "spinner.raw")
+    info, blocks = stream_events(path, block=20_000)
+    parts = list(blocks)
+    assert (info.count, info.width, info.height) == (len(spinner), spinner.width, spinner.height)
+    assert len(parts) > 5  # parts, not the whole file at once
+    assert Events.concatenate(parts).equals(spinner)
+    assert path.read_bytes() == _evt21_write(spinner, tmp_path / "again.raw").read_bytes()  # input untouched
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy", ".npz"])
 def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
                                                                           suffix: str) -> None:

@@ -270,20 +270,15 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
                   text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> tuple[StreamInfo, Iterator[Events]]:
     """The file's facts and an iterator over its events in sorted, validated blocks of at most ``block``.
 
-    HDF5 files are read a block at a time (memory bounded whatever the length); camera files faery decodes,
-    CSV/TXT, .npy and .npz files are read twice, once for these facts and once for the blocks, so memory stays
-    bounded for them too; EVT 2.1 files are read whole, as one block. Raises EventFileError as
+    HDF5 files are read a block at a time (memory bounded whatever the length); camera files, CSV/TXT, .npy and
+    .npz files are read twice, once for these facts and once for the blocks, so memory stays bounded for them
+    too. Raises EventFileError as
     :func:`read_events` does, also for a decrease of the timestamps across blocks.
     """
     from .formats import foreign_stream, is_hdf5
 
     if not is_hdf5(path):
-        foreign = foreign_stream(path, block, text)
-        if foreign is None:
-            events = read_events(path, width, height, text=text)
-            t = (int(events.t[0]), int(events.t[-1])) if len(events) else (0, 0)
-            return StreamInfo(len(events), *t, events.width, events.height), iter([events])
-        attrs, raw_blocks = foreign
+        attrs, raw_blocks = foreign_stream(path, block, text)
         info = _foreign_facts(path, attrs, raw_blocks, width, height)
         return info, _checked_blocks(path, _numbered(raw_blocks()), attrs, info.width, info.height)
     with open_h5(path) as f:

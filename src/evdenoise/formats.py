@@ -87,18 +87,15 @@ def _decoding(path: Path, what: str) -> Iterator[None]:
 
 
 def _read_camera(path: Path, file_type: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    stream = camera_stream(path, 1 << 62)
-    if stream is None:
-        return _read_evt21(path, _prophesee_header(path))
-    attrs, blocks = stream
+    attrs, blocks = camera_stream(path, 1 << 62)
     raw = next(blocks(), None)  # one block of every event (the block size above any file's count), or none
     return (_faery_raw({k: [] for k in _FAERY_FIELDS}) if raw is None else raw), attrs
 
 
 def camera_stream(path: str | os.PathLike, block: int
-                  ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]] | None:
-    """A camera file faery decodes as (its attributes, a function that decodes it afresh into raw blocks of about
-    ``block`` events); None for one it does not (EVT 2.1, read whole through evlib). Raises EventFileError."""
+                  ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]]:
+    """A camera file as (its attributes, a function that decodes it afresh into raw blocks of about ``block``
+    events): faery's decoders, evlib's for EVT 2.1 (``_evt21_blocks``). Raises EventFileError."""
     import faery
 
     path = Path(path)
@@ -108,7 +105,7 @@ def camera_stream(path: str | os.PathLike, block: int
         # faery decodes any bytes after a missing header (as a 1280x720 EVT stream): refuse instead
         raise EventFileError(path, f"no Prophesee header ('%' lines) at the start of this .{path.suffix[1:]} file")
     if file_type == "evt" and re.search(r"^% (evt 2\.1|format EVT21)", header, re.M | re.I):
-        return None
+        return _evt21_size(path, header), lambda: _evt21_blocks(path, header, block)
     with _decoding(path, file_type):
         width, height = faery.events_stream_from_file(path, file_type=file_type).dimensions()
     return {"width": int(width), "height": int(height)}, lambda: _faery_blocks(path, file_type, block)
@@ -280,10 +277,10 @@ def _npy_member(archive: Any, name: str, path: Path) -> tuple[Any, np.dtype, int
 
 
 def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None = None
-                   ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]] | None:
+                   ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]]:
     """(attributes, a function that reads the file afresh in raw blocks of about ``block`` events) for a
-    non-HDF5 file read by parts: camera files faery decodes, CSV/TXT (pandas' chunks), .npy (a memory map),
-    .npz (each member inflated as it is read). None for EVT 2.1, read whole (evlib)."""
+    non-HDF5 file read by parts: camera files (``camera_stream``), CSV/TXT (pandas' chunks), .npy (a memory map),
+    .npz (each member inflated as it is read)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -296,7 +293,7 @@ def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None 
         return {}, lambda: _numpy_blocks(path, block)
     if suffix == ".npz":
         return {}, lambda: _npz_blocks(path, block)
-    return None
+    raise EventFileError(path, f"unknown event file type {suffix!r}; readable: {', '.join(EVENT_SUFFIXES)}")
 
 
 def _prophesee_header(path: Path) -> str:
@@ -312,10 +309,8 @@ def _prophesee_header(path: Path) -> str:
     return "".join(lines)
 
 
-def _read_evt21(path: Path, header: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """EVT 2.1 through evlib; the sensor size from the header's ``format`` or ``geometry`` line."""
-    import numpy as np
-
+def _evt21_size(path: Path, header: str) -> dict[str, int]:
+    """The sensor size from an EVT 2.1 header's ``format`` or ``geometry`` line; refuses a partial last word."""
     found = (re.search(r"width=(\d+).*?height=(\d+)", header) or re.search(r"geometry (\d+)x(\d+)", header))
     flipped = re.search(r"height=(\d+).*?width=(\d+)", header)
     if not (found or flipped):
@@ -324,10 +319,56 @@ def _read_evt21(path: Path, header: str) -> tuple[dict[str, np.ndarray], dict[st
     tail = (path.stat().st_size - len(header.encode("latin-1"))) % 8
     if tail:  # evlib skips a partial last word silently
         raise EventFileError(path, f"EVT 2.1 data ends {tail} bytes into a 64-bit word; is the file truncated?")
+    return {"width": width, "height": height}
+
+
+_EVT21_TIME_HIGH = 8  # the word type (bits 60-63) carrying a timestamp's upper bits
+
+
+def _evt21_blocks(path: Path, header: str, block: int) -> Iterator[dict[str, np.ndarray]]:
+    """Raw blocks of an EVT 2.1 file. evlib decodes a file only whole, so a file of more than ``block`` words is
+    cut just before TIME_HIGH words, where every later event is later than every earlier one and the next part
+    starts from a full timestamp; each part, behind the header, is decoded from a temporary file (memory stays
+    bounded at the price of one more write). Timestamps past TIME_HIGH's 28 bits (4.8 h) are not unwrapped."""
+    import tempfile
+
+    import numpy as np
+
+    start = len(header.encode("latin-1"))
+    words = np.memmap(path, "<u8", mode="r", offset=start) if path.stat().st_size > start else np.zeros(0, "<u8")
+    if len(words) <= block:
+        yield _evt21_decode(path, path)
+        return
+    with tempfile.TemporaryDirectory(prefix="evdenoise-evt21-") as tmp:
+        part = Path(tmp) / path.name
+        for i, j in _evt21_cuts(words, block):
+            part.write_bytes(header.encode("latin-1") + words[i:j].tobytes())
+            yield _evt21_decode(part, path)
+
+
+def _evt21_cuts(words: np.ndarray, block: int) -> Iterator[tuple[int, int]]:
+    """(first, end) word ranges of at least ``block`` words (but the last), each end at a TIME_HIGH word."""
+    import numpy as np
+
+    i, n = 0, len(words)
+    while i < n:
+        j = i + block
+        while j < n:  # the first TIME_HIGH from i + block on (cameras write one every 64 µs that hold events)
+            high = np.flatnonzero((words[j:j + block] >> np.uint64(60)) == _EVT21_TIME_HIGH)
+            j += int(high[0]) if len(high) else block
+            if len(high):
+                break
+        yield i, min(j, n)
+        i = min(j, n)
+
+
+def _evt21_decode(file: Path, path: Path) -> dict[str, np.ndarray]:
+    """``file`` (``path`` or a part of it) decoded by evlib into raw arrays; errors name ``path``."""
+    import numpy as np
+
     with _decoding(path, "EVT 2.1"):  # evlib raises OSError
         import evlib
 
-        frame = evlib.load_events(str(path)).collect()
+        frame = evlib.load_events(str(file)).collect()
     t = frame["t"].cast(int).to_numpy().astype(np.int64)  # a µs duration column
-    raw = {"t": t, "x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "p": frame["polarity"].to_numpy() > 0}
-    return raw, {"width": width, "height": height}
+    return {"t": t, "x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(), "p": frame["polarity"].to_numpy() > 0}
