@@ -157,7 +157,7 @@ def score_all(manifest: pd.DataFrame, models: Mapping[str, Variant], pictures: P
         f, s, outputs = score_file(row, models)
         frames += f
         shares += s
-        if row["group"] not in pngs and ("640x480" in row["group"] or row["group"] == "real backgrounds"):
+        if row["group"] not in pngs:
             png = pictures / f"{row['group'].replace(' ', '_')}.png"
             picture(outputs, models, png)
             pngs[row["group"]] = png.relative_to(ROOT / "benchmarks").as_posix()
@@ -273,7 +273,7 @@ def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], 
         "## Results", "", card, "",
         "## Flare-free real recordings: share of events kept", "", real_table(models), "",
         "## Time per 100 ms file (CPU, this machine, one run)", "", timing_table(shares), "",
-        "## Pictures (first file of each 640x480 group and the real backgrounds)", "",
+        "## Pictures (first file of each group)", "",
         *(f"### {g}\n\n![{g}]({p})\n" for g, p in pngs.items()),
     ])
     return page, card
