@@ -99,7 +99,6 @@ def test_text_columns_and_units_are_configurable(tmp_path: Path, tiny_events) ->
         read_events(path, width=40, height=30, text=TextFormat(columns="xytp"))
 
 
-
 def test_text_preamble_extra_columns_and_empty_files(tmp_path: Path, tiny_events) -> None:
     e = tiny_events(n=50, width=40, height=30)
     rows = "".join(f"{t} {x} {y} {p} 0.5\n" for t, x, y, p in zip(e.t, e.x, e.y, e.p))  # a fifth column: ignored
@@ -113,6 +112,7 @@ def test_text_preamble_extra_columns_and_empty_files(tmp_path: Path, tiny_events
     narrow.write_text("1 2 3\n4 5 6\n")
     with pytest.raises(EventFileError, match="narrow.txt: 3 text column.*at least 4"):
         read_events(narrow, width=40, height=30)
+
 
 def test_numpy_files_with_named_fields(tmp_path: Path, tiny_events) -> None:
     e = tiny_events(n=100, width=20, height=10)

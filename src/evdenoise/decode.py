@@ -166,14 +166,14 @@ def _unpack(packed: int, dt: int, B: int, C: int) -> tuple[int, int, int, int, n
 def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple[int, int, int, int, int],
                 pred: np.ndarray, grid: int, bilinear: bool, round_up: float, acc: np.ndarray, near: np.ndarray,
                 tally: np.ndarray, keep: np.ndarray) -> int:  # pragma: no cover - compiled by numba
-    """Mark in ``keep`` the kept events of one channel-pixel (returns how many): ``events[begin:stop]`` (``_by_pixel``), its bin 0
-    at ``pred[grid]`` and the others a plane apart. ``tally`` counts each nearest bin's (events, value); a
-    bilinear prediction first becomes nearest-bin counts in ``near``: each event takes the kept share of its
-    two bins, weighted as the encoder splits it (``acc``: the input's bilinear value, summed in time order
-    as the encoder does). Then selection sampling (Knuth's Algorithm S) keeps each event with probability
-    still-to-keep / still-to-see: a uniformly random subset of exactly k of each bin's events. The three
-    small tables are zeros again on return; indices, not array views: a view per pixel costs more than
-    the pixel's work."""
+    """Mark in ``keep`` the kept events of one channel-pixel and return how many: ``events[begin:stop]``
+    (``_by_pixel``), its bin 0 at ``pred[grid]`` and the others a plane apart. ``tally`` counts each nearest
+    bin's (events, value); a bilinear prediction first becomes nearest-bin counts in ``near``: each event takes
+    the kept share of its two bins, weighted as the encoder splits it (``acc``: the input's bilinear value,
+    summed in time order as the encoder does). Then selection sampling (Knuth's Algorithm S) keeps each event
+    with probability still-to-keep / still-to-see: a uniformly random subset of exactly k of each bin's events.
+    The three small tables are zeros again on return; indices, not array views: a view per pixel costs more
+    than the pixel's work."""
     _, C, B, H, W = shape
     for j in range(begin, stop):
         _, value, b, lower, upper, frac = _unpack(events[j], dt, B, C)
@@ -211,8 +211,8 @@ def _mask_pixel(events: np.ndarray, begin: int, stop: int, dt: int, shape: tuple
 def _mask_window(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, first: int, last: int, t0: int, dt: int,
                  shape: tuple[int, int, int, int, int], pred: np.ndarray, offset: int, bilinear: bool, seed: int,
                  round_up: float, end: np.ndarray, order: np.ndarray, keep: np.ndarray) -> int:  # pragma: no cover
-    """Mark in ``keep`` the events ``first:last`` of one window that ``mask`` keeps (returns how many; its (C, B, H, W) grid at
-    ``pred[offset:]``, flat): pixel by pixel (``_by_pixel``, with its scratch ``end``, zeros on entry and on
+    """Mark in ``keep`` the events ``first:last`` of one window that ``mask`` keeps and return how many (its
+    (C, B, H, W) grid at ``pred[offset:]``, flat): pixel by pixel (``_by_pixel``, with its scratch ``end``, zeros on entry and on
     return, and ``order``), so the cost follows the events and stays in cache."""
     _, C, B, H, W = shape
     plane = H * W

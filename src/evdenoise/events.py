@@ -272,8 +272,7 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
 
     HDF5 files are read a block at a time (memory bounded whatever the length); camera files, CSV/TXT, .npy and
     .npz files are read twice, once for these facts and once for the blocks, so memory stays bounded for them
-    too. Raises EventFileError as
-    :func:`read_events` does, also for a decrease of the timestamps across blocks.
+    too. Raises EventFileError as :func:`read_events` does, also for a decrease of the timestamps across blocks.
     """
     from .formats import foreign_stream, is_hdf5
 

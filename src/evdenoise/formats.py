@@ -334,15 +334,16 @@ def _evt21_blocks(path: Path, header: str, block: int) -> Iterator[dict[str, np.
 
     import numpy as np
 
-    start = len(header.encode("latin-1"))
-    words = np.memmap(path, "<u8", mode="r", offset=start) if path.stat().st_size > start else np.zeros(0, "<u8")
+    head = header.encode("latin-1")
+    empty = path.stat().st_size == len(head)  # np.memmap refuses a map of no bytes
+    words = np.zeros(0, "<u8") if empty else np.memmap(path, "<u8", mode="r", offset=len(head))
     if len(words) <= block:
         yield _evt21_decode(path, path)
         return
     with tempfile.TemporaryDirectory(prefix="evdenoise-evt21-") as tmp:
         part = Path(tmp) / path.name
         for i, j in _evt21_cuts(words, block):
-            part.write_bytes(header.encode("latin-1") + words[i:j].tobytes())
+            part.write_bytes(head + words[i:j].tobytes())
             yield _evt21_decode(part, path)
 
 
@@ -355,9 +356,10 @@ def _evt21_cuts(words: np.ndarray, block: int) -> Iterator[tuple[int, int]]:
         j = i + block
         while j < n:  # the first TIME_HIGH from i + block on (cameras write one every 64 µs that hold events)
             high = np.flatnonzero((words[j:j + block] >> np.uint64(60)) == _EVT21_TIME_HIGH)
-            j += int(high[0]) if len(high) else block
             if len(high):
+                j += int(high[0])
                 break
+            j += block
         yield i, min(j, n)
         i = min(j, n)
 
