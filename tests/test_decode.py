@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evdenoise.decode import cpu_threads, decode, decode_windows
+from evdenoise.decode import decode, decode_windows
+from evdenoise.threads import cpu_threads
 from evdenoise.events import Events
 from evdenoise.voxel import VoxelSpec, encode, encode_windows
 from evdenoise.windows import make_windows, windows_for
@@ -187,7 +188,7 @@ def test_mask_gives_the_same_events_whatever_the_thread_count(tiny_events, monke
     outs = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for cpus in (1, 2, 3, 16):
-        monkeypatch.setattr("evdenoise.decode.os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
+        monkeypatch.setattr("evdenoise.threads.os.sched_getaffinity", lambda _, n=cpus: set(range(n)))
         assert cpu_threads() == cpus
         outs.append(decode_windows(pred.astype(np.float32), windows, "mask", events_in=ev, spec=spec, seed=7))
     assert 0 < len(outs[0]) < len(ev) and all(out.equals(outs[0]) for out in outs[1:])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evdenoise.events import (EventFileError, Events, atomic_path, read_events, read_window,
+from evdenoise.events import (EventFileError, Events, atomic_path, read_events, read_fields, read_window,
                               write_events)
 
 
@@ -202,7 +203,54 @@ def test_read_window_reads_only_a_slice(tmp_path: Path, tiny_events, monkeypatch
         read_sizes.append(np.size(out))
         return out
 
+    chunk_bytes: list[int] = []
+    pread = os.pread
     monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    monkeypatch.setattr("evdenoise.h5chunks.os.pread", lambda fd, n, at: chunk_bytes.append(n) or pread(fd, n, at))
     window = read_window(path, 50_000, 50_500)
     assert 0 < len(window) < 2000
-    assert max(read_sizes) == len(window)  # never the whole dataset
+    assert max(read_sizes) == 1  # the binary search's single timestamps
+    assert 0 < sum(chunk_bytes) < path.stat().st_size / 2  # the chunks holding the window, never the whole file
+
+
+@pytest.mark.parametrize("layout", [{"compression": "gzip", "shuffle": True}, {"compression": "gzip"},
+                                    {"compression": "gzip", "shuffle": True, "fletcher32": True}, {}])
+def test_chunked_reads_give_what_h5py_gives(tmp_path: Path, layout: dict[str, Any]) -> None:
+    # Shuffle+gzip and gzip alone are read by chunks in threads (h5chunks); checksums and contiguous
+    # datasets through h5py. Ranges start and end inside chunks, at their edges, and in the short last one.
+    rng = np.random.default_rng(3)
+    n = 100_003
+    arrays = {"t": np.sort(rng.integers(0, 10**6, n)).astype(">i8"), "x": rng.integers(0, 640, n).astype(np.uint16),
+              "y": rng.integers(0, 480, n).astype(np.int32), "p": rng.choice([-1, 1], n).astype(np.int8)}
+    path = tmp_path / "layout.h5"
+    with h5py.File(path, "w") as f:
+        for k, a in arrays.items():
+            f.create_dataset(f"events/{k}", data=a, chunks=(4096,) if layout else None, **layout)
+    with h5py.File(path, "r") as f:
+        for start, stop in [(0, n), (1, 4095), (4095, 4097), (5000, 70_001), (99_000, n + 50)]:
+            got = read_fields(f["events"], start, stop)
+            assert all(np.array_equal(got[k], a[start:stop]) for k, a in arrays.items())
+
+
+def test_a_corrupt_chunk_is_an_error_naming_the_file(tmp_path: Path, tiny_events) -> None:
+    path = tmp_path / "corrupt.h5"
+    write_events(path, tiny_events(200_000))
+    with h5py.File(path, "r") as f:
+        info = f["events/t"].id.get_chunk_info(1)
+    with path.open("r+b") as f:  # our own file: scribble over the middle of t's second chunk
+        f.seek(info.byte_offset + info.size // 2)
+        f.write(bytes(64))
+    with pytest.raises(EventFileError, match=rf"{path.name}.*cannot read /events"):
+        read_events(path)
+
+
+def test_big_endian_datasets_read_as_native_ones(tmp_path: Path, tiny_events) -> None:
+    ev = tiny_events(5000)
+    path = tmp_path / "big_endian.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(width=ev.width, height=ev.height)
+        for k in ("t", "x", "y", "p"):
+            a = getattr(ev, k)
+            f.create_dataset(f"events/{k}", data=a.astype(a.dtype.newbyteorder(">")), chunks=(1024,),
+                             compression="gzip", shuffle=True)
+    assert read_events(path).equals(ev)

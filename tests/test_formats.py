@@ -126,6 +126,22 @@ def test_numpy_files_with_named_fields(tmp_path: Path, tiny_events) -> None:
         read_events(tmp_path / "c.npz")
 
 
+def test_npz_stored_and_compressed_read_alike_and_a_damaged_member_is_refused(tmp_path: Path, tiny_events) -> None:
+    # Stored members are memory-mapped after a CRC check (formats._npz_member), compressed ones inflated.
+    e = tiny_events(n=70_000, width=20, height=10)
+    fields = {"t": e.t, "x": e.x.astype(np.int32), "y": e.y, "p": e.p}
+    np.savez(tmp_path / "stored.npz", **fields)
+    np.savez_compressed(tmp_path / "deflated.npz", **fields)
+    for name in ("stored.npz", "deflated.npz"):
+        assert read_events(tmp_path / name, width=20, height=10).equals(e)
+    damaged = tmp_path / "damaged.npz"
+    data = bytearray((tmp_path / "stored.npz").read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one byte inside the t member's values
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(EventFileError, match="damaged.npz.*CRC check"):
+        read_events(damaged, width=20, height=10)
+
+
 def test_dsec_layout_blosc_compressed_with_t_offset_reads(tmp_path: Path, tiny_events) -> None:
     e = tiny_events(n=5000, width=640, height=480, duration=50_000)
     path = tmp_path / "events.h5"

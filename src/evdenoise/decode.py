@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from .events import Events, read_attrs
+from .threads import cpu_threads
 from .voxel import VoxelSpec, bilinear_split
 from .windows import Windows, merge, window_chunks
 from .defaults import DECODE_SEED, KEEP_THRESHOLD
@@ -288,13 +289,6 @@ def _mask(vox: np.ndarray, windows: Windows, events_in: Events, rng: np.random.G
         at = np.cumsum(kept) - kept
         list(pool.map(lambda k: _gather(fields, first, last, keep, at, k, threads, out), range(threads)))
     return Events(*out, W, H)
-
-
-def cpu_threads() -> int:
-    """Threads this process should use: its CPUs, capped by ``OMP_NUM_THREADS`` where set (the usual knob,
-    which torch reads too and Snakemake sets to a job's ``threads``), so parallel jobs do not oversubscribe."""
-    cpus, omp = len(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS", "")
-    return min(cpus, int(omp)) if omp.isdigit() and int(omp) > 0 else cpus
 
 
 def decode_windows(vox: np.ndarray, windows: Windows, strategy: str, *, events_in: Events | None = None,

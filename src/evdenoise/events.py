@@ -24,6 +24,7 @@ from .errors import EventFileError
 
 if TYPE_CHECKING:
     from .formats import TextFormat
+    from .scan import Scan
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,14 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         raise EventFileError(path, f"not a readable HDF5 file ({err})") from None
 
 
-def _sensor_size(path: str | os.PathLike, attrs: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+def _sensor_size(path: str | os.PathLike, attrs: Mapping[str, Any], peak: tuple[int, int] | None,
                  width: int | None, height: int | None) -> tuple[int, int]:
+    """From the attributes, else the arguments, else the largest ``peak`` x and y (None: no events)."""
     if "width" in attrs and "height" in attrs:
         return int(attrs["width"]), int(attrs["height"])
     if width is not None and height is not None:
         return int(width), int(height)
-    w = int(x.max()) + 1 if len(x) else 1
-    h = int(y.max()) + 1 if len(y) else 1
+    w, h = (peak[0] + 1, peak[1] + 1) if peak else (1, 1)
     log.warning("%s: no width/height attributes or configured size; inferred %dx%d from the coordinates",
                 path, w, h)
     return w, h
@@ -153,46 +154,44 @@ def _check_numeric(path: str | os.PathLike, where: str, name: str, a: np.ndarray
             raise EventFileError(path, f"{where}/{name} contains non-integer values")
 
 
-def _check_polarity(path: str | os.PathLike, where: str, p: np.ndarray) -> None:
+def _check_polarity(path: str | os.PathLike, where: str, p: np.ndarray, scan: Scan) -> None:
     """Polarity must be ±1, 0/1 or bool; mixing -1 and 0 is ambiguous."""
     if p.dtype.kind == "b" or not len(p):
         return
-    if p.dtype.kind in "iu":  # two reductions, not a sort: -1..1 with no 0, or 0..1
-        low, high = int(p.min()), int(p.max())
-        if (low >= 0 and high <= 1) or (low == -1 and high == 1 and not (p == 0).any()):
-            return
-    values = set(np.unique(p).tolist())
-    if not (values <= {-1, 1} or values <= {0, 1}):
-        shown = sorted(values)[:6]
-        raise EventFileError(path, f"{where}/p has values {shown}; expected ±1, 0/1 or bool")
+    low, high = scan.low[2], scan.high[2]
+    if p.dtype.kind in "iu" and ((low >= 0 and high <= 1) or (low == -1 and high == 1 and not scan.p_zero)):
+        return
+    values = set(np.unique(p).tolist())  # floats, and the rare integer cases the bounds leave open (all -1)
+    if values <= {-1, 1} or values <= {0, 1}:
+        return
+    raise EventFileError(path, f"{where}/p has values {sorted(values)[:6]}; expected ±1, 0/1 or bool")
 
 
 def _validated(path: str | os.PathLike, raw: dict[str, np.ndarray], attrs: Mapping[str, Any],
                width: int | None, height: int | None, sort: bool, where: str = "/events") -> Events:
+    from .scan import scan_events  # numba loads when events are read, not when the workflow plans
+
     lengths = {k: len(v) for k, v in raw.items()}
     if len(set(lengths.values())) > 1:
         raise EventFileError(path, f"{where} datasets have unequal lengths {lengths}")
     for name, a in raw.items():
         _check_numeric(path, where, name, a)
-    _check_polarity(path, where, raw["p"])
-    t = np.asarray(raw["t"], dtype=np.int64)
-    if "t_offset" in attrs:
-        t = t + np.int64(attrs["t_offset"])
-    x, y = raw["x"], raw["y"]
-    if len(x) and any(a.dtype.kind != "u" and a.min() < 0 for a in (x, y)):  # unsigned: no pass needed
+    scan = scan_events(raw["t"], raw["x"], raw["y"], raw["p"], int(attrs.get("t_offset", 0)))
+    _check_polarity(path, where, raw["p"], scan)
+    n = len(scan.t)
+    if n and min(scan.low[:2]) < 0:
         raise EventFileError(path, "negative pixel coordinates")
-    w, h = _sensor_size(path, attrs, x, y, width, height)
-    if len(x) and (int(x.max()) >= w or int(y.max()) >= h):
+    w, h = _sensor_size(path, attrs, scan.high[:2] if n else None, width, height)
+    if n and (scan.high[0] >= w or scan.high[1] >= h):
         raise EventFileError(
-            path, f"coordinates outside the {w}x{h} sensor (max x={int(x.max())}, max y={int(y.max())})")
-    events = Events.from_arrays(t, x, y, raw["p"], w, h)
-    if len(t) > 1 and (t[1:] < t[:-1]).any():  # a bool pass: no int64 differences
+            path, f"coordinates outside the {w}x{h} sensor (max x={scan.high[0]}, max y={scan.high[1]})")
+    events = Events(scan.t, scan.x, scan.y, scan.p, w, h)
+    if scan.decreases:
         if not sort:
-            bad = np.flatnonzero(t[1:] < t[:-1])
+            i, t = int(np.argmax(scan.t[1:] < scan.t[:-1])) + 1, scan.t
             raise EventFileError(
-                path, f"timestamps decrease at index {int(bad[0]) + 1} "
-                      f"({int(t[bad[0]])} -> {int(t[bad[0] + 1])}); {len(bad)} decrease(s) in all "
-                      "(pass sort=True / --sort to sort them)")
+                path, f"timestamps decrease at index {i} ({int(t[i - 1])} -> {int(t[i])}); "
+                      f"{scan.decreases} decrease(s) in all (pass sort=True / --sort to sort them)")
         events = events.sorted()
     return events
 
@@ -222,12 +221,24 @@ def _group_attrs(path: str | os.PathLike, f: h5py.File, g: h5py.Group) -> dict[s
     return attrs
 
 
+def read_fields(g: h5py.Group, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+    """``{t, x, y, p}[start:stop]`` of an events group: by chunks in threads (``h5chunks``) where the four are
+    one-dimensional and equally long, else (for the checks to name the problem) as h5py reads them."""
+    from .h5chunks import read_ranges
+
+    datasets = [g[k] for k in FIELDS]
+    shapes = {ds.shape for ds in datasets}
+    if len(shapes) != 1 or len(shape := shapes.pop()) != 1:
+        return {k: ds[()] if stop is None else ds[start:stop] for k, ds in zip(FIELDS, datasets)}
+    return dict(zip(FIELDS, read_ranges(datasets, start, shape[0] if stop is None else min(stop, shape[0]))))
+
+
 def read_group(f: h5py.File, path: str | os.PathLike, group: str = "events", width: int | None = None,
                height: int | None = None, sort: bool = False) -> Events:
     """Read and validate the ``{t,x,y,p}`` datasets under ``group`` of an open file."""
     g = _events_group(path, f, group)
     try:
-        raw = {k: g[k][()] for k in FIELDS}
+        raw = read_fields(g)
     except (OSError, KeyError, ValueError) as err:
         raise EventFileError(path, f"cannot read /{group} ({err}); is the file truncated?") from None
     return _validated(path, raw, _group_attrs(path, f, g), width, height, sort, where=f"/{group}")
@@ -302,7 +313,7 @@ def _foreign_facts(path: str | os.PathLike, attrs: Mapping[str, Any],
             t = [int(events.t[0]) if n == 0 else t[0], int(events.t[-1])]
             n += len(events)
             peak = [max(peak[0], int(events.x.max())), max(peak[1], int(events.y.max()))]
-    return StreamInfo(n, *t, *_sensor_size(path, attrs, np.array(peak[:1]), np.array(peak[1:]), width, height))
+    return StreamInfo(n, *t, *_sensor_size(path, attrs, (peak[0], peak[1]), width, height))
 
 
 def _size_known(attrs: Mapping[str, Any], width: int | None, height: int | None) -> bool:
@@ -313,10 +324,10 @@ def _size_known(attrs: Mapping[str, Any], width: int | None, height: int | None)
 def _stream_size(path: str | os.PathLike, g: h5py.Group, attrs: Mapping[str, Any], width: int | None,
                  height: int | None, block: int) -> tuple[int, int]:
     if _size_known(attrs, width, height):
-        return _sensor_size(path, attrs, np.zeros(0), np.zeros(0), width, height)
+        return _sensor_size(path, attrs, None, width, height)
     n = g["x"].shape[0]
     peak = [max((int(g[k][i:i + block].max()) for i in range(0, n, block)), default=0) for k in ("x", "y")]
-    return _sensor_size(path, {}, np.array([peak[0]]), np.array([peak[1]]), None, None)
+    return _sensor_size(path, {}, (peak[0], peak[1]), None, None)
 
 
 def _h5_blocks(path: str | os.PathLike, n: int, width: int, height: int, block: int) -> Iterator[Events]:
@@ -327,7 +338,7 @@ def _h5_blocks(path: str | os.PathLike, n: int, width: int, height: int, block: 
         def raws() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
             for i in range(0, n, block):
                 try:
-                    yield i, {k: g[k][i:i + block] for k in FIELDS}
+                    yield i, read_fields(g, i, i + block)
                 except (OSError, ValueError) as err:
                     raise EventFileError(path, f"cannot read /events ({err}); is the file truncated?") from None
 
@@ -390,7 +401,7 @@ def read_window(path: str | os.PathLike, t0: int, t1: int, width: int | None = N
 
         try:
             i0, i1 = first_at_least(t0), first_at_least(t1)
-            raw = {k: g[k][i0:i1] for k in FIELDS}
+            raw = read_fields(g, i0, i1)
         except (OSError, ValueError) as err:
             raise EventFileError(path, f"cannot read /{group} ({err}); is the file truncated?") from None
     return _validated(path, raw, attrs, width, height, sort=False, where=f"/{group}")
