@@ -71,15 +71,15 @@ def _scan_part(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, offse
 
 def scan_events(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, offset: int = 0) -> Scan:
     """Convert and inspect four equally long one-dimensional numeric arrays (floats must hold whole numbers,
-    but p) in one pass."""
+    but p) in one compiled call."""
     n = len(t)
     # numba reads native byte order only; a big-endian file's arrays are swapped first (a copy, rare)
     t, x, y, p = (a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("=")) for a in (t, x, y, p))
-    # An array already of its target type is handed on as it is, not copied (most readers give t, x, y so).
-    write = tuple(not (a.dtype == dtype and a.flags.c_contiguous and not (shift and name == "t"))
-                  for a, dtype, name, shift in ((t, np.int64, "t", offset), (x, np.uint16, "x", 0), (y, np.uint16, "y", 0)))
-    out = (*(np.empty(n if w else 0, dtype) for w, dtype in zip(write, (np.int64, np.uint16, np.uint16))),
-           np.empty(n, np.int8))
+    # An array already of its target type, with no offset to add, is handed on as it is, not copied (most readers
+    # give t, x, y so).
+    targets = ((t, np.int64, offset), (x, np.uint16, 0), (y, np.uint16, 0))
+    write = tuple(not (a.dtype == dtype and a.flags.c_contiguous and not shift) for a, dtype, shift in targets)
+    out = (*(np.empty(n if w else 0, dtype) for w, (_, dtype, _) in zip(write, targets)), np.empty(n, np.int8))
     if p.dtype.kind == "b":
         p = p.view(np.uint8)
     parts = max(1, min(cpu_threads(), n // _PARALLEL_FROM))
