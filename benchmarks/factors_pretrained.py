@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from evdenoise.checkpoint import config_hash
-from evdenoise.denoise import denoise_events
+from evdenoise.denoise import denoise_events_at
 from evdenoise.pretrained import MODEL_PATH, load_config
 from evdenoise.quality import read_pair
 from evdenoise.synth import SynthConfig, synthesize
@@ -61,8 +61,7 @@ def score(model: Path, work: Path) -> pd.DataFrame:
     for i, (name, over) in enumerate(FACTORS.items()):
         for _, row in factor_files(work, name, {**base, **over}, SEED + 10 * i).iterrows():
             raw, label, _ = read_pair(Path(row["root"]) / row["noisy"], Path(row["root"]) / row["clean"])
-            for th in THRESHOLDS:
-                out = denoise_events(raw, model, device="cpu", keep_threshold=th)
+            for th, out in zip(THRESHOLDS, denoise_events_at(raw, model, THRESHOLDS, device="cpu")):
                 rows.append({"factor": name, "file": row["name"], "th": th, **kept_shares(raw, label, out)})
     return pd.DataFrame(rows)
 

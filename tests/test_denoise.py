@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evdenoise.checkpoint import save_model
-from evdenoise.denoise import denoise_dir, denoise_events, denoise_file
+from evdenoise.denoise import denoise_dir, denoise_events, denoise_events_at, denoise_file
 from evdenoise.events import Events, read_attrs, read_events, write_events
 from evdenoise.models import build_model
 
@@ -175,3 +175,14 @@ def test_workflow_stages_and_the_cli_give_the_same_events(tmp_path: Path) -> Non
         wf = read_events(tmp_path / f"wf_{strategy}.h5")
         assert 0 < len(wf) and read_events(cli).equals(wf)
         assert cli.read_bytes() == (tmp_path / f"wf_{strategy}.h5").read_bytes()  # the very same file
+
+
+def test_several_keep_thresholds_from_one_prediction_match_one_call_each(tmp_path: Path) -> None:
+    model = model_file(tmp_path / "gate.pt", {"name": "unet3d", "f_maps": [4, 8], "output": "gate"}, channels=2)
+    full = read_events(PERSON)
+    events = full.between(int(full.t[0]), int(full.t[0]) + 45_000)
+    thresholds = [0.9, 0.25]  # a fresh gate is about 0.5 everywhere: the one keeps far fewer events
+    together = denoise_events_at(events, model, thresholds, device="cpu")
+    alone = [denoise_events(events, model, device="cpu", keep_threshold=th) for th in thresholds]
+    assert all(a.equals(b) for a, b in zip(together, alone))
+    assert len(together[0]) < len(together[1]) <= len(events)

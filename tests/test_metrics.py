@@ -5,11 +5,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from evdenoise.events import Events, read_events
 from evdenoise.metrics import (BENCHMARK_COLUMNS, HIGHER_IS_BETTER, MAX_DISTANCE, METRIC_COLUMNS, file_metrics,
-                               metric_direction, window_metrics)
+                               methods_metrics, metric_direction, window_metrics)
 from evdenoise.windows import make_windows
 
 PERFECT = {"chamfer": 0.0, "gaussian": 0.0, "mse": 0.0, "pmse2": 0.0, "pmse4": 0.0, "r_f1": 1.0, "t_f1": 1.0,
@@ -161,3 +162,34 @@ def test_real_recording_against_itself_and_a_thinned_copy(real_dir: Path) -> Non
     thinned = file_metrics(ev.select(np.arange(len(ev)) % 2 == 0), ev)
     assert (thinned["count_ratio"].between(0.45, 0.55)).all()
     assert (thinned["r_f1"] < 1).all() and (thinned["chamfer"] >= 0).all()
+
+
+def _dense_pmse(est: Events, gt: Events, k: int, bins: int) -> float:
+    """The pooled MSE the E-Deflare way: dense count grids, zero-padded, averaged k x k, then the MSE."""
+    def pooled(ev: Events) -> np.ndarray:
+        grid = np.zeros((2, bins, -(-ev.height // k) * k, -(-ev.width // k) * k))
+        np.add.at(grid, ((ev.p < 0).astype(int), ev.t * bins // 20_000, ev.y, ev.x), 1)
+        c, b, h, w = grid.shape
+        return grid.reshape(c, b, h // k, k, w // k, k).mean(axis=(3, 5))
+    return float(np.mean((pooled(est) - pooled(gt)) ** 2))
+
+
+def test_pooled_mse_matches_dense_pooling_on_odd_sizes() -> None:
+    gt = _random(6, n=4000, w=41, h=29)
+    est = Events.concatenate([gt.select(np.arange(len(gt)) % 4 > 0), _random(7, n=500, w=41, h=29)]).sorted()
+    m = window_metrics(est, gt, 0, 20_000)
+    for k in (2, 4):
+        assert m[f"pmse{k}"] == pytest.approx(_dense_pmse(est, gt, k, 8), rel=1e-12)
+
+
+def test_methods_share_each_window_truth_without_mixing_them() -> None:
+    gt = _random(8, span=60_000)
+    estimates = {"thinned": gt.select(np.arange(len(gt)) % 3 > 0), "noisy": Events.concatenate(
+        [gt, _random(9, n=800, span=60_000)]).sorted(), "empty": Events.empty(gt.width, gt.height)}
+    windows = make_windows(0, 59_999, 20_000)
+    table = methods_metrics(estimates, gt, windows, "f")
+    assert list(table.columns[:2]) == ["file", "method"] and (table["file"] == "f").all()
+    for name, est in estimates.items():
+        alone = file_metrics(est, gt, windows)
+        pd.testing.assert_frame_equal(table[table["method"] == name].drop(columns=["file", "method"])
+                                      .reset_index(drop=True), alone)

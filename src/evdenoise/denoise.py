@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,11 @@ PathLike = str | os.PathLike
 
 def _denoised_chunks(blocks: Iterable[Events], t_first: int, t_last: int, model: nn.Module, meta: dict[str, Any], *,
                      decode: str | None, mode: str, batch_size: int, device: str, seed: int,
-                     keep_threshold: float = KEEP_THRESHOLD, **predict_kw: Any) -> Iterator[tuple[int, int, Events]]:
-    """(input events, windows, denoised events) per run of RUN_WINDOWS windows holding events, in time order."""
+                     keep_thresholds: Sequence[float] = (KEEP_THRESHOLD,),
+                     **predict_kw: Any) -> Iterator[tuple[int, int, list[Events]]]:
+    """(input events, windows, denoised events at each keep threshold) per run of RUN_WINDOWS windows holding
+    events, in time order. The thresholds share one prediction and each run's seed, so each output is the one a
+    run at that threshold alone gives."""
     spec = VoxelSpec(**meta["voxel"])
     strategy = decode or meta.get("decode", DECODE)
     runs = window_chunks(blocks, t_first, t_last, int(meta["segment_us"]), str(meta.get("grid", GRID)),
@@ -44,36 +47,51 @@ def _denoised_chunks(blocks: Iterable[Events], t_first: int, t_last: int, model:
     for k, (sub, ev) in enumerate(runs):
         pred = predict_voxels(model, encode_windows(ev, sub, spec), mode=mode, train_size=meta.get("train_size"),
                               batch_size=batch_size, device=device, **predict_kw)
-        out = decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=run_seed(seed, k),
-                             keep_threshold=keep_threshold)
-        out = within(out, t_first, t_last)
-        yield len(ev), len(sub), out if len(out) < 2 or np.all(np.diff(out.t) >= 0) else out.sorted()
+        outs = []
+        for threshold in keep_thresholds:
+            out = decode_windows(pred, sub, strategy, events_in=ev, spec=spec, seed=run_seed(seed, k),
+                                 keep_threshold=threshold)
+            out = within(out, t_first, t_last)
+            outs.append(out if len(out) < 2 or np.all(np.diff(out.t) >= 0) else out.sorted())
+        yield len(ev), len(sub), outs
 
 
-def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, progress: bool, **kw: Any) -> Events:
+def _denoise(events: Events, model: nn.Module, meta: dict[str, Any], *, progress: bool,
+             keep_thresholds: Sequence[float], **kw: Any) -> list[Events]:
     if not len(events):
-        return Events.empty(events.width, events.height)
-    chunks = _denoised_chunks([events], int(events.t[0]), int(events.t[-1]), model, meta, **kw)
-    parts = [out for _, _, out in tqdm(chunks, desc="windows", unit="chunk", disable=not progress, leave=False)]
-    return merge(parts, events.width, events.height)
+        return [Events.empty(events.width, events.height) for _ in keep_thresholds]
+    chunks = _denoised_chunks([events], int(events.t[0]), int(events.t[-1]), model, meta,
+                              keep_thresholds=keep_thresholds, **kw)
+    parts = [outs for _, _, outs in tqdm(chunks, desc="windows", unit="chunk", disable=not progress, leave=False)]
+    return [merge([p[i] for p in parts], events.width, events.height) for i in range(len(keep_thresholds))]
 
 
 def denoise_events(events: Events, model_path: PathLike, *, decode: str | None = None, mode: str = PREDICT_MODE,
                    batch_size: int = PREDICT_BATCH_SIZE, device: str = DEVICE, seed: int = DECODE_SEED, progress: bool = False,
-                   **predict_kw: Any) -> Events:
+                   keep_threshold: float = KEEP_THRESHOLD, **predict_kw: Any) -> Events:
     """Denoised copy of a time-sorted event stream.
 
     ``decode`` overrides the model's default strategy; ``keep_threshold`` goes to the ``mask``
     decoder; ``mode``/``predict_kw`` (tile, overlap, amp) go to :func:`evdenoise.infer.predict_voxels`.
     Output timestamps lie inside the input's range.
     """
+    return denoise_events_at(events, model_path, [keep_threshold], decode=decode, mode=mode, batch_size=batch_size,
+                             device=device, seed=seed, progress=progress, **predict_kw)[0]
+
+
+def denoise_events_at(events: Events, model_path: PathLike, keep_thresholds: Sequence[float], *,
+                      decode: str | None = None, mode: str = PREDICT_MODE, batch_size: int = PREDICT_BATCH_SIZE,
+                      device: str = DEVICE, seed: int = DECODE_SEED, progress: bool = False,
+                      **predict_kw: Any) -> list[Events]:
+    """:func:`denoise_events` at each of several mask keep thresholds, from one prediction: the same events as
+    one call per threshold, for the network's time once."""
     model, meta = load_model(model_path, resolve_device(device))
     return _denoise(events, model, meta, decode=decode, mode=mode, batch_size=batch_size, device=device,
-                    seed=seed, progress=progress, **predict_kw)
+                    seed=seed, progress=progress, keep_thresholds=list(keep_thresholds), **predict_kw)
 
 
 def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[str, Any], *, progress: bool,
-                  source: Mapping[str, Any], **kw: Any) -> int:
+                  source: Mapping[str, Any], keep_threshold: float = KEEP_THRESHOLD, **kw: Any) -> int:
     """Stream ``in_path`` through the model into ``out_path``: memory bounded by a block and a run of windows.
     ``source``: how to read the input (``stream_events``' width, height, text)."""
     info, blocks = stream_events(in_path, **source)
@@ -82,7 +100,8 @@ def _denoise_file(in_path: Path, out_path: Path, model: nn.Module, meta: dict[st
     start = time.perf_counter()
     bar = tqdm(total=info.count, desc=in_path.name, unit="ev", unit_scale=True, disable=not progress, leave=False)
     with event_writer(out_path, info.width, info.height, attrs) as append, bar:  # as decode_file writes
-        for n_in, n_windows, out in _denoised_chunks(blocks, info.t_first, info.t_last, model, meta, **kw):
+        for n_in, n_windows, (out,) in _denoised_chunks(blocks, info.t_first, info.t_last, model, meta,
+                                                        keep_thresholds=[keep_threshold], **kw):
             append(out)
             kept, windows = kept + len(out), windows + n_windows
             bar.update(n_in)

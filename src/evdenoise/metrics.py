@@ -35,7 +35,8 @@ Conventions where a stream has no events in the window (all finite, no NaN):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,8 @@ from scipy.spatial import cKDTree
 
 from .defaults import BINS
 from .events import Events
-from .voxel import VoxelSpec, encode, pad_to
+from .threads import cpu_threads
+from .voxel import VoxelSpec, encode
 from .windows import Windows, windows_for
 
 BENCHMARK_COLUMNS = ["chamfer", "gaussian", "mse", "pmse2", "pmse4", "r_f1", "t_f1", "tp_f1"]
@@ -88,46 +90,84 @@ def _scaled(ev: Events, lo: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return np.column_stack([(c - o).astype(np.float64) * f for c, o, f in zip(cols, lo, factor)])
 
 
-def _point_metrics(est: Events, gt: Events, t0: int, t1: int) -> dict[str, float]:
-    if len(est) == 0 and len(gt) == 0:
+class _Truth:
+    """The ground truth's events of one window and what every estimate is compared with: its scaled KD-tree
+    and its count grid, built once however many estimates are scored."""
+
+    def __init__(self, gt: Events, t0: int, t1: int, bins: int) -> None:
+        self.events, self.t0, self.t1, self.bins = gt, t0, t1, bins
+        self.lo, self.factor = _scaling(gt, t0, t1) if len(gt) else (None, None)
+        self.tree = (cKDTree(_scaled(gt, self.lo, self.factor), balanced_tree=False, compact_nodes=False)
+                     if len(gt) else None)
+        self.counts = _counts(gt, t0, t1, bins)
+
+
+def _point_metrics(est: Events, truth: _Truth) -> dict[str, float]:
+    if len(est) == 0 and len(truth.events) == 0:
         return {"chamfer": 0.0, "gaussian": 0.0, "chamfer_gt_scaled": 0.0, "gaussian_gt_scaled": 0.0}
-    if len(est) == 0 or len(gt) == 0:
+    if len(est) == 0 or truth.tree is None:
         return {"chamfer": MAX_DISTANCE, "gaussian": 1.0,
                 "chamfer_gt_scaled": MAX_DISTANCE, "gaussian_gt_scaled": 1.0}
-    gt_lo, gt_factor = _scaling(gt, t0, t1)
-    tree = cKDTree(_scaled(gt, gt_lo, gt_factor), balanced_tree=False, compact_nodes=False)
+    own = _scaling(est, truth.t0, truth.t1)
+    d_own = _distances(est, truth, own)
+    # Where the estimate spans the truth's ranges (as a dense window usually does) both scalings are one.
+    same = all(np.array_equal(a, b) for a, b in zip(own, (truth.lo, truth.factor)))
+    d_gt = d_own if same else _distances(est, truth, (truth.lo, truth.factor))
     out: dict[str, float] = {}
-    for suffix, (lo, factor) in (("", _scaling(est, t0, t1)), ("_gt_scaled", (gt_lo, gt_factor))):
-        d, _ = tree.query(_scaled(est, lo, factor), k=1)
+    for suffix, d in (("", d_own), ("_gt_scaled", d_gt)):
         out["chamfer" + suffix] = float(d.mean())
         out["gaussian" + suffix] = float(np.mean(-np.expm1(-d * d / GAUSSIAN_WIDTH)))
     return out
 
 
+def _distances(est: Events, truth: _Truth, scaling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Each estimated event's distance to its nearest truth event, the estimate scaled by ``scaling``.
+    Exact nearest distances whatever the number of workers, so the scores stay deterministic."""
+    d, _ = truth.tree.query(_scaled(est, *scaling), k=1, workers=cpu_threads())
+    return d
+
+
 def _f1(est: np.ndarray, gt: np.ndarray) -> float:
-    a, b = est > F1_THRESHOLD, gt > F1_THRESHOLD
-    tp = np.count_nonzero(a & b)
-    wrong = np.count_nonzero(a ^ b)  # false positives + false negatives
+    """F1 of two boolean grids (a count above F1_THRESHOLD is a positive cell)."""
+    tp = np.count_nonzero(est & gt)
+    wrong = np.count_nonzero(est ^ gt)  # false positives + false negatives
     return 1.0 if tp + wrong == 0 else 2.0 * tp / (2.0 * tp + wrong)
 
 
-def _avg_pool(vox: np.ndarray, k: int) -> np.ndarray:
-    padded, _ = pad_to(vox, (k, k))
-    *lead, h, w = padded.shape
-    return padded.reshape(*lead, h // k, k, w // k, k).mean(axis=(-3, -1))
+def _counts(ev: Events, t0: int, t1: int, bins: int) -> np.ndarray:
+    """ON/OFF count grid (2, B, H, W) of the window's events, nearest-bin assignment."""
+    return encode(ev, t0, t1, VoxelSpec(bins, 2, "nearest"))
 
 
-def _voxel_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int) -> dict[str, float]:
-    signed, split = VoxelSpec(bins, 1, "nearest"), VoxelSpec(bins, 2, "nearest")
-    diff = encode(est, t0, t1, signed).astype(np.float64) - encode(gt, t0, t1, signed)
-    out = {"mse": float(np.mean(diff * diff))}
-    e2, g2 = encode(est, t0, t1, split), encode(gt, t0, t1, split)
+def _pooled_counts(ev: Events, t0: int, t1: int, bins: int, k: int) -> np.ndarray:
+    """The count grid summed over k x k cells (zero-padded at the bottom/right), flat: straight from the
+    events, since a pooled count grid is the count grid of the coarser pixels."""
+    hk, wk = -(-ev.height // k), -(-ev.width // k)
+    b = (ev.t - t0) * bins // (t1 - t0)  # the nearest-bin assignment's exact integer edges
+    cell = ((np.int64(1) * (ev.p < 0) * bins + b) * hk + ev.y // k) * wk + ev.x // k
+    return np.bincount(cell, minlength=2 * bins * hk * wk)
+
+
+def _mean_square(d: np.ndarray) -> float:
+    """Mean of the squares of an integer grid, exact up to the one final division."""
+    d = d.ravel().astype(np.int64)
+    return float(d @ d) / d.size
+
+
+def _voxel_metrics(est: Events, truth: _Truth) -> dict[str, float]:
+    t0, t1, bins = truth.t0, truth.t1, truth.bins
+    e2 = _counts(est, t0, t1, bins)
+    diff = e2 - truth.counts  # whole counts: exact in float32
+    # The signed 1-channel grid (ON +1, OFF -1) is the ON channel less the OFF one.
+    out = {"mse": _mean_square(diff[0] - diff[1])}
     for k in POOL_SIZES:
-        d = _avg_pool(e2, k).astype(np.float64) - _avg_pool(g2, k)
-        out[f"pmse{k}"] = float(np.mean(d * d))
-    out["r_f1"] = _f1(e2, g2)
-    out["t_f1"] = _f1(e2.sum(axis=1), g2.sum(axis=1))
-    out["tp_f1"] = _f1(e2.sum(axis=(0, 1)), g2.sum(axis=(0, 1)))
+        d = _pooled_counts(est, t0, t1, bins, k) - _pooled_counts(truth.events, t0, t1, bins, k)
+        out[f"pmse{k}"] = _mean_square(d) / k ** 4  # the pooled grids average k*k cells
+    a, b = e2 > F1_THRESHOLD, truth.counts > F1_THRESHOLD
+    out["r_f1"] = _f1(a, b)
+    # Summed counts are positive where any summand is (counts are never negative).
+    out["t_f1"] = _f1(a.any(axis=1), b.any(axis=1))
+    out["tp_f1"] = _f1(a.any(axis=(0, 1)), b.any(axis=(0, 1)))
     return out
 
 
@@ -141,18 +181,38 @@ def _time_sorted(ev: Events) -> Events:
     return ev.sorted() if len(ev) > 1 and np.any(np.diff(ev.t) < 0) else ev
 
 
+def _scored(est: Events, truth: _Truth) -> dict[str, float]:
+    """All ``METRIC_COLUMNS`` of an estimate's events of the window against the window's truth."""
+    out = _point_metrics(est, truth) | _voxel_metrics(est, truth)
+    n_gt = len(truth.events)
+    out["count_ratio"] = len(est) / n_gt if n_gt else (1.0 if len(est) == 0 else float(len(est)))
+    return {k: out[k] for k in METRIC_COLUMNS}
+
+
 def window_metrics(est: Events, gt: Events, t0: int, t1: int, bins: int = BINS) -> dict[str, float]:
     """All ``METRIC_COLUMNS`` for the events of both streams in ``[t0, t1)`` (streams time-sorted)."""
     _check_pair(est, gt)
     t0, t1 = int(t0), int(t1)
-    est, gt = est.between(t0, t1), gt.between(t0, t1)
-    out = _point_metrics(est, gt, t0, t1)
-    out.update(_voxel_metrics(est, gt, t0, t1, bins))
-    if len(gt):
-        out["count_ratio"] = len(est) / len(gt)
-    else:
-        out["count_ratio"] = 1.0 if len(est) == 0 else float(len(est))
-    return {k: out[k] for k in METRIC_COLUMNS}
+    return _scored(est.between(t0, t1), _Truth(gt.between(t0, t1), t0, t1, bins))
+
+
+ROW_COLUMNS = ["window", "t0", "t1", "partial", "n_est", "n_gt"] + METRIC_COLUMNS
+
+
+def _window_rows(estimates: Sequence[Events], gt: Events, windows: Windows, bins: int) -> list[list[dict[str, Any]]]:
+    """Per estimate, one row per window; each window's truth is built once for all of them."""
+    for est in estimates:
+        _check_pair(est, gt)
+    estimates, gt = [_time_sorted(est) for est in estimates], _time_sorted(gt)
+    rows: list[list[dict[str, Any]]] = [[] for _ in estimates]
+    for i, (t0, t1, partial) in enumerate(zip(windows.start.tolist(), windows.end.tolist(),
+                                              windows.partial.tolist())):
+        truth = _Truth(gt.between(t0, t1), t0, t1, bins)
+        for est, out in zip(estimates, rows):
+            ev = est.between(t0, t1)
+            out.append({"window": i, "t0": t0, "t1": t1, "partial": partial, "n_est": len(ev),
+                        "n_gt": len(truth.events), **_scored(ev, truth)})
+    return rows
 
 
 def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: int = BINS) -> pd.DataFrame:
@@ -161,27 +221,19 @@ def file_metrics(est: Events, gt: Events, windows: Windows | None = None, bins: 
     ``windows`` defaults to the windows holding events of either stream (``windows_for``), so a window of
     flare alone is scored too; the workflow passes the noisy input's windows so all methods share them.
     """
-    _check_pair(est, gt)
-    est, gt = _time_sorted(est), _time_sorted(gt)
     if windows is None:
+        _check_pair(est, gt)
         windows = windows_for(Events.concatenate([gt, est]).sorted())
-    rows = []
-    for i, (t0, t1, partial) in enumerate(zip(windows.start.tolist(), windows.end.tolist(),
-                                              windows.partial.tolist())):
-        n_est = int(np.searchsorted(est.t, t1) - np.searchsorted(est.t, t0))
-        n_gt = int(np.searchsorted(gt.t, t1) - np.searchsorted(gt.t, t0))
-        rows.append({"window": i, "t0": t0, "t1": t1, "partial": partial, "n_est": n_est, "n_gt": n_gt,
-                     **window_metrics(est, gt, t0, t1, bins)})
-    columns = ["window", "t0", "t1", "partial", "n_est", "n_gt"] + METRIC_COLUMNS
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(_window_rows([est], gt, windows, bins)[0], columns=ROW_COLUMNS)
 
 
-def methods_metrics(estimates: Mapping[str, Events], gt: Events, windows: Windows, file: str) -> pd.DataFrame:
+def methods_metrics(estimates: Mapping[str, Events], gt: Events, windows: Windows, file: str,
+                    bins: int = BINS) -> pd.DataFrame:
     """:func:`file_metrics` of each method's stream (``estimates``: name -> events) on the same windows, one
     table with ``file`` and ``method`` columns first (what the workflow's per-sample metric files hold)."""
     frames = []
-    for method, est in estimates.items():
-        df = file_metrics(est, gt, windows)
+    for method, rows in zip(estimates, _window_rows(list(estimates.values()), gt, windows, bins)):
+        df = pd.DataFrame(rows, columns=ROW_COLUMNS)
         df.insert(0, "method", method)
         df.insert(0, "file", file)
         frames.append(df)
