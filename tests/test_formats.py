@@ -1,6 +1,7 @@
 """Event formats: each reader against the HDF5 conversion, DSEC's compressed layout, bad files, file modes."""
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
@@ -9,6 +10,7 @@ import faery
 import h5py
 import hdf5plugin
 import numpy as np
+import pandas as pd
 import pytest
 
 from evdenoise.cli import main
@@ -112,6 +114,43 @@ def test_text_preamble_extra_columns_and_empty_files(tmp_path: Path, tiny_events
     narrow.write_text("1 2 3\n4 5 6\n")
     with pytest.raises(EventFileError, match="narrow.txt: 3 text column.*at least 4"):
         read_events(narrow, width=40, height=30)
+
+
+@pytest.mark.parametrize("sep, newline", [(",", "\n"), (",", "\r\n"), (" \t ", "\n")])
+def test_whole_number_text_parses_in_parts_exactly_as_pandas_reads_it(monkeypatch, sep: str, newline: str) -> None:
+    from evdenoise import textparse
+
+    monkeypatch.setattr(textparse, "cpu_threads", lambda: 4)
+    rng = np.random.default_rng(0)
+    table = np.column_stack([np.sort(rng.integers(0, 10**12, 200_000)), rng.integers(0, 1280, 200_000),
+                             rng.integers(0, 720, 200_000), rng.choice([-1, 0, 1], 200_000)])
+    text = newline.join(sep.join(map(str, row)) for row in table) + newline
+    buf = np.frombuffer(text.encode(), np.uint8)
+    assert len(buf) >> 20 >= 4  # four parts, cut at line ends
+    got = textparse.parse_integers(buf, 0, len(buf), 4, ord(sep) if sep == "," else 0)
+    assert np.array_equal(got, pd.read_csv(io.BytesIO(buf), sep=sep.strip() or r"\s+", header=None).to_numpy().T)
+    assert np.array_equal(got.T, table)
+
+
+@pytest.mark.parametrize("line", ["1,2,3,4,", "1,2,3", "1,2,3,4,5", "1,,3,4", "", "1.5,2,3,4", "-,2,3,4", "1e3,2,3,4",
+                                  "+1,2,3,4", '"1",2,3,4', "1,2\r,3,4", "1 ,2,3,4", "1" * 19 + ",2,3,4"])
+def test_text_lines_outside_whole_numbers_are_left_to_pandas(line: str) -> None:
+    from evdenoise.textparse import parse_integers
+
+    buf = np.frombuffer(f"5,6,7,8\n{line}\n9,10,11,12\n".encode(), np.uint8)
+    assert parse_integers(buf, 0, len(buf), 4, ord(",")) is None
+
+
+def test_text_files_beyond_the_compiled_parser_read_and_stream_as_pandas_reads_them(tmp_path: Path, tiny_events) -> None:
+    e = tiny_events(n=3000, width=40, height=30)
+    rows = [f"{t},{x},{y},{p}" for t, x, y, p in zip(e.t, e.x, e.y, e.p)]
+    rows[1500] = f"{e.t[1500]}.0,{e.x[1500]},{e.y[1500]},{e.p[1500]}"  # a whole number written as a float
+    rows.insert(2000, "")  # a blank line, which pandas skips
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert read_events(path, width=40, height=30).equals(e)
+    _, blocks = stream_events(path, width=40, height=30, block=400)
+    assert Events.concatenate(list(blocks)).equals(e)
 
 
 def test_numpy_files_with_named_fields(tmp_path: Path, tiny_events) -> None:
@@ -219,6 +258,19 @@ def test_evt21_streams_in_parts_cut_before_time_high_words(tmp_path: Path, spinn
     assert path.read_bytes() == _evt21_write(spinner, tmp_path / "again.raw").read_bytes()  # input untouched
 
 
+def test_evt21_parts_past_time_high_wraps_keep_the_whole_files_times(tmp_path: Path) -> None:
+    wrap = 1 << 34  # µs: TIME_HIGH's 28 bits wrap every 4.8 h
+    t = np.concatenate([np.arange(wrap - 5000, wrap + 5000, 37), np.arange(2 * wrap - 3000, 2 * wrap + 3000, 41)])
+    n = len(t)
+    events = Events.from_arrays(t, np.arange(n) % 64, np.arange(n) % 60, np.arange(n) % 2, 64, 64)
+    path = _evt21_write(events, tmp_path / "wraps.raw")
+    assert read_events(path).equals(events)  # evlib unwraps inside a file
+    info, blocks = stream_events(path, block=100)
+    parts = list(blocks)
+    assert len(parts) > 3 and (info.t_first, info.t_last) == (int(t[0]), int(t[-1]))
+    assert Events.concatenate(parts).equals(events)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy", ".npz"])
 def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
                                                                           suffix: str) -> None:
@@ -235,7 +287,10 @@ def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_p
     assert (info.count, info.t_first, info.t_last) == (len(e), int(e.t[0]), int(e.t[-1]))
     # No size in these files: the largest coordinates give it, over all blocks, before any block is handed out.
     assert (info.width, info.height) == (int(e.x.max()) + 1, int(e.y.max()) + 1)
-    assert len(parts) == 8 and max(map(len, parts)) == 700
+    if suffix in (".npy", ".npz"):
+        assert len(parts) == 8 and max(map(len, parts)) == 700
+    else:  # byte ranges of about 700 lines, cut at line ends
+        assert 6 <= len(parts) <= 10 and 500 < max(map(len, parts)) < 900
     assert Events.concatenate(parts).equals(read_events(path))
     # A bad value in a late block fails in the first pass, naming the file, before any block is used.
     if suffix == ".npz":

@@ -279,7 +279,8 @@ BLOCK_EVENTS = 1 << 22  # events read at once when streaming an HDF5 file (about
 
 def stream_events(path: str | os.PathLike, width: int | None = None, height: int | None = None,
                   text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> tuple[StreamInfo, Iterator[Events]]:
-    """The file's facts and an iterator over its events in sorted, validated blocks of at most ``block``.
+    """The file's facts and an iterator over its events in sorted, validated blocks of ``block`` events (CSV/TXT:
+    byte ranges of about as many lines).
 
     HDF5 files are read a block at a time (memory bounded whatever the length); camera files, CSV/TXT, .npy and
     .npz files are read twice, once for these facts and once for the blocks, so memory stays bounded for them

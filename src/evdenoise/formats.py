@@ -5,13 +5,15 @@ Camera formats go through ``faery`` (Rust decoders, maintained by the ICNS group
 tests use for round trips). faery's EVT 2.1 decoder is not implemented (it panics), so EVT 2.1 ``.raw`` files go
 through ``evlib`` (Rust decoders too, imported only for them: it pulls polars, pyarrow and pandera in); ``aedat``
 reads AEDAT4 only; ``expelliarmus`` reads Prophesee formats only and was last released in 2023.
-Text files go through pandas, NumPy files through NumPy. Every reader returns raw ``t, x, y, p`` arrays and
+Text files of whole numbers go through ``textparse`` (a compiled parser in threads: pandas' general parser was
+the whole cost), any other text through pandas; NumPy files through NumPy. Every reader returns raw ``t, x, y, p`` arrays and
 the attributes the file carries (sensor size where it has one); ``events.read_events`` validates them the same
 way for every format.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -148,34 +150,72 @@ def _read_text(path: Path, separator: str, fmt: TextFormat) -> dict[str, np.ndar
 
 
 def _text_blocks(path: Path, separator: str, fmt: TextFormat, block: int | None) -> Iterator[dict[str, np.ndarray]]:
-    """Raw blocks of a CSV/TXT file, ``block`` rows each through pandas' chunked reader (None: one block)."""
+    """Raw blocks of a CSV/TXT file: byte ranges of about ``block`` lines each (None: one block), cut at line
+    ends. Lines of whole numbers go through ``textparse``'s threads, anything else through pandas."""
+    import numpy as np
+
+    from .textparse import bytes_per_line, line_end
+
+    skip, start = _text_preamble(path)
+    size = path.stat().st_size
+    buf = np.memmap(path, np.uint8, mode="r") if size > start else np.zeros(0, np.uint8)  # no map of 0 bytes
+    ncols = len(_text_fields(bytes(buf[start:line_end(buf, start)]), separator))
+    if block is None:
+        yield _text_range(path, buf, (start, size), ncols, separator, fmt, skip)
+        return
+    step = block * bytes_per_line(buf, start)
+    at = start
+    while at < size:  # no lines past the preamble: no blocks
+        end = line_end(buf, min(at + step, size))
+        yield _text_range(path, buf, (at, end), ncols, separator, fmt, None)
+        at = end
+
+
+def _text_range(path: Path, buf: np.ndarray, span: tuple[int, int], ncols: int, separator: str, fmt: TextFormat,
+                skip: int | None) -> dict[str, np.ndarray]:
+    """Raw arrays of the lines in ``buf[span]``: compiled for whole numbers in microseconds, else pandas (on the
+    file itself when the span is the whole file, ``skip`` lines in, so its errors give the file's line numbers)."""
+    from .textparse import parse_integers
+
+    if fmt.time_unit == "us" and ncols >= len(fmt.columns):
+        cols = parse_integers(buf, *span, ncols, ord(separator) if len(separator) == 1 else 0)
+        if cols is not None:
+            return {k: cols[fmt.columns.index(k)] for k in _ALIASES}
+    return _pandas_text(path, path if skip is not None else io.BytesIO(bytes(buf[span[0]:span[1]])), separator, fmt,
+                        skip or 0)
+
+
+def _pandas_text(path: Path, source: Any, separator: str, fmt: TextFormat, skip: int) -> dict[str, np.ndarray]:
     import numpy as np
     import pandas as pd
 
-    skip = _text_preamble(path)
     try:
         # No names/usecols/comment: each of those halves the C parser's speed; columns are taken by position.
-        tables = pd.read_csv(path, sep=separator, header=None, skiprows=skip, engine="c", chunksize=block)
-        for table in [tables] if block is None else tables:
-            yield _text_raw(path, table, fmt)
+        return _text_raw(path, pd.read_csv(source, sep=separator, header=None, skiprows=skip, engine="c"), fmt)
     except EventFileError:
         raise
     except pd.errors.EmptyDataError:  # nothing past the preamble: a recording of no events
-        yield {k: np.zeros(0, np.int64) for k in _ALIASES}
+        return {k: np.zeros(0, np.int64) for k in _ALIASES}
     except (ValueError, pd.errors.ParserError) as err:
         raise EventFileError(path, f"cannot read as {fmt.columns} text columns ({err})") from None
 
 
-def _text_preamble(path: Path) -> int:
-    """Lines before the events: leading ``#`` comments, then a header line if the next line is not numbers."""
-    skip = 0
-    with path.open() as f:
+def _text_preamble(path: Path) -> tuple[int, int]:
+    """(lines, bytes) before the events: leading ``#`` comments, then a header line if the next line is not
+    numbers."""
+    skip = offset = 0
+    with path.open("rb") as f:
         for line in f:
-            if not line.lstrip().startswith("#"):
-                first = line.replace(",", " ").split()
-                return skip + (bool(first) and not all(_is_number(v) for v in first))
-            skip += 1
-    return skip
+            if not line.lstrip().startswith(b"#"):
+                first = line.replace(b",", b" ").split()
+                header = bool(first) and not all(_is_number(v.decode("latin-1")) for v in first)
+                return skip + header, offset + len(line) * header
+            skip, offset = skip + 1, offset + len(line)
+    return skip, offset
+
+
+def _text_fields(line: bytes, separator: str) -> list[bytes]:
+    return line.split(separator.encode()) if len(separator) == 1 else line.split()
 
 
 def _text_raw(path: Path, table: Any, fmt: TextFormat) -> dict[str, np.ndarray]:
@@ -318,7 +358,7 @@ def _npy_member(archive: Any, name: str, path: Path) -> tuple[Any, np.dtype, int
 def foreign_stream(path: str | os.PathLike, block: int, text: TextFormat | None = None
                    ) -> tuple[dict[str, Any], Callable[[], Iterator[dict[str, np.ndarray]]]]:
     """(attributes, a function that reads the file afresh in raw blocks of about ``block`` events) for a
-    non-HDF5 file read by parts: camera files (``camera_stream``), CSV/TXT (pandas' chunks), .npy (a memory map),
+    non-HDF5 file read by parts: camera files (``camera_stream``), CSV/TXT (byte ranges cut at line ends), .npy (a memory map),
     .npz (each member inflated as it is read)."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -368,7 +408,8 @@ def _evt21_blocks(path: Path, header: str, block: int) -> Iterator[dict[str, np.
     """Raw blocks of an EVT 2.1 file. evlib decodes a file only whole, so a file of more than ``block`` words is
     cut just before TIME_HIGH words, where every later event is later than every earlier one and the next part
     starts from a full timestamp; each part, behind the header, is decoded from a temporary file (memory stays
-    bounded at the price of one more write). Timestamps past TIME_HIGH's 28 bits (4.8 h) are not unwrapped."""
+    bounded at the price of one more write). evlib unwraps TIME_HIGH's 28 bits (4.8 h) inside what it decodes;
+    a part that starts past a wrap is lifted here (``_evt21_unwrapped``), so parts give the whole file's times."""
     import tempfile
 
     import numpy as np
@@ -381,9 +422,26 @@ def _evt21_blocks(path: Path, header: str, block: int) -> Iterator[dict[str, np.
         return
     with tempfile.TemporaryDirectory(prefix="evdenoise-evt21-") as tmp:
         part = Path(tmp) / path.name
+        lift, last = 0, None
         for i, j in _evt21_cuts(words, block):
             part.write_bytes(head + words[i:j].tobytes())
-            yield _evt21_decode(part, path)
+            raw = _evt21_decode(part, path)
+            lift, last = _evt21_unwrapped(raw, lift, last)
+            yield raw
+
+
+_EVT21_WRAP = 1 << 34  # µs: TIME_HIGH's 28 bits above the event words' 6
+
+
+def _evt21_unwrapped(raw: dict[str, np.ndarray], lift: int, last: int | None) -> tuple[int, int | None]:
+    """Add ``lift`` to a part's timestamps, and a wrap more for each time the part starts over half a wrap below the
+    last part's ``last`` event (evlib's own unwrapping, across parts); returns the new (lift, last)."""
+    if not len(raw["t"]):
+        return lift, last
+    while last is not None and int(raw["t"][0]) + lift < last - _EVT21_WRAP // 2:
+        lift += _EVT21_WRAP
+    raw["t"] += lift
+    return lift, int(raw["t"][-1])
 
 
 def _evt21_cuts(words: np.ndarray, block: int) -> Iterator[tuple[int, int]]:
