@@ -91,8 +91,8 @@ def _scaled(ev: Events, lo: np.ndarray, factor: np.ndarray) -> np.ndarray:
 
 
 class _Truth:
-    """The ground truth's events of one window and what every estimate is compared with: its scaled KD-tree
-    and its count grid, built once however many estimates are scored."""
+    """The ground truth's events of one window and what every estimate is compared with: its scaled KD-tree,
+    its count grid and its pooled count grids, built once however many estimates are scored."""
 
     def __init__(self, gt: Events, t0: int, t1: int, bins: int) -> None:
         self.events, self.t0, self.t1, self.bins = gt, t0, t1, bins
@@ -100,6 +100,7 @@ class _Truth:
         self.tree = (cKDTree(_scaled(gt, self.lo, self.factor), balanced_tree=False, compact_nodes=False)
                      if len(gt) else None)
         self.counts = _counts(gt, t0, t1, bins)
+        self.pooled = {k: _pooled_counts(gt, t0, t1, bins, k) for k in POOL_SIZES}
 
 
 def _point_metrics(est: Events, truth: _Truth) -> dict[str, float]:
@@ -161,7 +162,7 @@ def _voxel_metrics(est: Events, truth: _Truth) -> dict[str, float]:
     # The signed 1-channel grid (ON +1, OFF -1) is the ON channel less the OFF one.
     out = {"mse": _mean_square(diff[0] - diff[1])}
     for k in POOL_SIZES:
-        d = _pooled_counts(est, t0, t1, bins, k) - _pooled_counts(truth.events, t0, t1, bins, k)
+        d = _pooled_counts(est, t0, t1, bins, k) - truth.pooled[k]
         out[f"pmse{k}"] = _mean_square(d) / k ** 4  # the pooled grids average k*k cells
     a, b = e2 > F1_THRESHOLD, truth.counts > F1_THRESHOLD
     out["r_f1"] = _f1(a, b)
