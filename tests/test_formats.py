@@ -302,3 +302,52 @@ def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_p
             f.write("1,2,x,1\n" if suffix == ".csv" else "1 2 x 1\n")
         with pytest.raises(EventFileError, match=str(path.name)):
             stream_events(path, block=700)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".es", ".h5"])
+def test_convert_and_check_stream_one_pass_with_the_whole_files_events(tmp_path: Path, monkeypatch, capsys,
+                                                                     tiny_events, suffix: str) -> None:
+    from evdenoise import stages
+    from evdenoise.events import scan_stream, stream_blocks
+
+    e = tiny_events(n=5000, width=40, height=30)
+    path = tmp_path / f"events{suffix}"
+    if suffix == ".npy":
+        np.save(path, np.rec.fromarrays([e.t, e.x, e.y, e.p], names="t,x,y,p"))
+    elif suffix == ".csv":
+        np.savetxt(path, np.column_stack([e.t, e.x, e.y, e.p]), fmt="%d", delimiter=",")
+    elif suffix == ".es":
+        _faery_write(e, path)
+    else:
+        write_events(path, e)
+    reads = []
+
+    def counted(*args, **kw):  # every pass over the file goes through stream_blocks: count them
+        reads.append(1)
+        return stream_blocks(*args, **{**kw, "block": 700})
+
+    monkeypatch.setattr(stages, "stream_blocks", counted)
+    assert main(["convert", str(path), str(tmp_path / "out.h5")]) == 0
+    # .npy/.csv have no size: the largest coordinates give it, once every block has been written
+    size = (40, 30) if suffix in (".es", ".h5") else (int(e.x.max()) + 1, int(e.y.max()) + 1)
+    assert read_events(tmp_path / "out.h5").equals(Events(e.t, e.x, e.y, e.p, *size)) and reads == [1]
+    tally = scan_stream(path, block=700)
+    assert (tally.count, tally.t_first, tally.t_last, tally.width, tally.height, tally.on) == (
+        len(e), int(e.t[0]), int(e.t[-1]), *size, int((e.p > 0).sum()))
+    capsys.readouterr()
+    assert main(["check", str(path)]) == 0  # check prints that tally
+    assert f"{len(e)} events, {size[0]}x{size[1]}, {int(e.t[-1] - e.t[0])} us" in capsys.readouterr().out
+
+
+def test_convert_of_a_file_bad_late_leaves_no_output(tmp_path: Path, monkeypatch, tiny_events) -> None:
+    from evdenoise import stages
+    from evdenoise.events import stream_blocks
+
+    e = tiny_events(n=5000, width=40, height=30)
+    path = tmp_path / "events.csv"
+    np.savetxt(path, np.column_stack([e.t, e.x, e.y, e.p]), fmt="%d", delimiter=",")
+    with path.open("a") as f:
+        f.write(f"{int(e.t[-1]) + 1},70000,3,1\n")  # past uint16 in the last block, after 4000 events are written
+    monkeypatch.setattr(stages, "stream_blocks", lambda *a, **kw: stream_blocks(*a, **{**kw, "block": 700}))
+    assert main(["convert", str(path), str(tmp_path / "out.h5")]) == 2
+    assert not (tmp_path / "out.h5").exists() and not list(tmp_path.glob(".out.h5.*"))

@@ -19,13 +19,12 @@ def _text(args: argparse.Namespace) -> TextFormat:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from .events import read_events
+    from .events import scan_stream
 
-    for path in args.files:
-        e = read_events(path, width=args.width, height=args.height, text=_text(args))
-        span = (int(e.t[-1]) - int(e.t[0])) if len(e) else 0
-        print(f"{path}: {len(e)} events, {e.width}x{e.height}, {span} us, "
-              f"{int((e.p > 0).sum())} ON / {int((e.p < 0).sum())} OFF")
+    for path in args.files:  # one pass a block at a time: any length in bounded memory
+        s = scan_stream(path, width=args.width, height=args.height, text=_text(args))
+        print(f"{path}: {s.count} events, {s.width}x{s.height}, {s.t_last - s.t_first} us, "
+              f"{s.on} ON / {s.count - s.on} OFF")
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -36,8 +35,8 @@ def _convert(args: argparse.Namespace) -> None:
         outs = convert_dir(args.input, args.output, **kw)
         print(f"{len(outs)} files -> {args.output}")
     else:
-        e = convert_file(args.input, args.output, **kw)
-        print(f"{args.input}: {len(e)} events, {e.width}x{e.height} -> {args.output}")
+        s = convert_file(args.input, args.output, **kw)
+        print(f"{args.input}: {s.count} events, {s.width}x{s.height} -> {args.output}")
 
 
 def _split(args: argparse.Namespace) -> None:

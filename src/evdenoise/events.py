@@ -283,15 +283,15 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
     byte ranges of about as many lines).
 
     HDF5 files are read a block at a time (memory bounded whatever the length); camera files, CSV/TXT, .npy and
-    .npz files are read twice, once for these facts and once for the blocks, so memory stays bounded for them
-    too. Raises EventFileError as :func:`read_events` does, also for a decrease of the timestamps across blocks.
+    .npz files are read twice, once for these facts (:func:`scan_stream`) and once for the blocks, so memory stays
+    bounded for them too. Raises EventFileError as :func:`read_events` does, also for a decrease of the timestamps
+    across blocks. One pass where the facts are not needed first: :func:`stream_blocks`.
     """
-    from .formats import foreign_stream, is_hdf5
+    from .formats import is_hdf5
 
     if not is_hdf5(path):
-        attrs, raw_blocks = foreign_stream(path, block, text)
-        info = _foreign_facts(path, attrs, raw_blocks, width, height)
-        return info, _checked_blocks(path, _numbered(raw_blocks()), attrs, info.width, info.height)
+        info = scan_stream(path, width, height, text, block).info()
+        return info, stream_blocks(path, info.width, info.height, text, block)[1]
     with open_h5(path) as f:
         g = _events_group(path, f, "events")
         attrs = _group_attrs(path, f, g)
@@ -301,20 +301,75 @@ def stream_events(path: str | os.PathLike, width: int | None = None, height: int
     return StreamInfo(n, *t, w, h), _h5_blocks(path, n, w, h, block)
 
 
-def _foreign_facts(path: str | os.PathLike, attrs: Mapping[str, Any],
-                   raw_blocks: Callable[[], Iterator[dict[str, np.ndarray]]], width: int | None,
-                   height: int | None) -> StreamInfo:
-    """A first pass over a file read by parts: count, time span and (where neither the file nor the caller gives
-    it) the sensor size from the largest coordinates. Blocks are validated already here, so a bad value is an
-    EventFileError before anything is written."""
-    bound = (width, height) if _size_known(attrs, width, height) else (1 << 16, 1 << 16)  # uint16 at most
-    n, t, peak = 0, [0, 0], [0, 0]
-    for events in _checked_blocks(path, _numbered(raw_blocks()), attrs, *bound):
+_UINT16_BOUND = (1 << 16, 1 << 16)  # the sensor a file of unknown size is checked against: uint16 coordinates
+
+
+def stream_blocks(path: str | os.PathLike, width: int | None = None, height: int | None = None,
+                  text: TextFormat | None = None, block: int = BLOCK_EVENTS
+                  ) -> tuple[tuple[int, int] | None, Iterator[Events]]:
+    """One pass over any event file: (its sensor size where the file or the caller gives it, else None; its
+    sorted, validated blocks in time order, one block in memory at a time).
+
+    Blocks of a file of unknown size are checked against the uint16 range and each carries the size its own
+    coordinates give; :class:`StreamTally` and ``event_writer(path, None, None)`` take the largest."""
+    from .formats import foreign_stream, is_hdf5
+
+    if is_hdf5(path):
+        with open_h5(path) as f:
+            g = _events_group(path, f, "events")
+            attrs, n = _group_attrs(path, f, g), int(g["t"].shape[0])
+    else:
+        attrs, raw_blocks = foreign_stream(path, block, text)
+    known = _sensor_size(path, attrs, None, width, height) if _size_known(attrs, width, height) else None
+    if known is None:
+        log.warning("%s: no width/height attributes or configured size; inferring it from the coordinates", path)
+    bound = known or _UINT16_BOUND
+    blocks = (_h5_blocks(path, n, *bound, block) if is_hdf5(path)
+              else _checked_blocks(path, _numbered(raw_blocks()), attrs, *bound))
+    return known, blocks if known else map(_fitted, blocks)
+
+
+def _fitted(events: Events) -> Events:
+    """A block of unknown sensor size, sized by its largest coordinates."""
+    if not len(events):
+        return Events(events.t, events.x, events.y, events.p, 1, 1)
+    return Events(events.t, events.x, events.y, events.p, int(events.x.max()) + 1, int(events.y.max()) + 1)
+
+
+@dataclass
+class StreamTally:
+    """What a pass over a stream of blocks has seen so far; the size is the largest block's (1x1: none)."""
+
+    count: int = 0
+    t_first: int = 0
+    t_last: int = 0
+    width: int = 1
+    height: int = 1
+    on: int = 0  # events of positive polarity
+
+    def add(self, events: Events) -> Events:
+        """Count one block in; gives it back, so ``map(tally.add, blocks)`` tallies while it streams."""
         if len(events):
-            t = [int(events.t[0]) if n == 0 else t[0], int(events.t[-1])]
-            n += len(events)
-            peak = [max(peak[0], int(events.x.max())), max(peak[1], int(events.y.max()))]
-    return StreamInfo(n, *t, *_sensor_size(path, attrs, (peak[0], peak[1]), width, height))
+            self.t_first = int(events.t[0]) if self.count == 0 else self.t_first
+            self.t_last = int(events.t[-1])
+            self.count += len(events)
+            self.on += int(np.count_nonzero(events.p > 0))
+        self.width, self.height = max(self.width, events.width), max(self.height, events.height)
+        return events
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(self.count, self.t_first, self.t_last, self.width, self.height)
+
+
+def scan_stream(path: str | os.PathLike, width: int | None = None, height: int | None = None,
+                text: TextFormat | None = None, block: int = BLOCK_EVENTS) -> StreamTally:
+    """One validating pass over a file in bounded memory: its count, time span, sensor size (from the file, the
+    arguments, else the largest coordinates) and ON events. A bad value is an EventFileError here."""
+    known, blocks = stream_blocks(path, width, height, text, block)
+    tally = StreamTally(width=known[0], height=known[1]) if known else StreamTally()
+    for events in blocks:
+        tally.add(events)
+    return tally
 
 
 def _size_known(attrs: Mapping[str, Any], width: int | None, height: int | None) -> bool:
@@ -423,30 +478,36 @@ def write_events_group(f: h5py.File, events: Events, group: str = "events") -> N
 
 
 @contextmanager
-def event_writer(path: str | os.PathLike, width: int, height: int, attrs: Mapping[str, Any] | None = None,
+def event_writer(path: str | os.PathLike, width: int | None, height: int | None,
+                 attrs: Mapping[str, Any] | None = None,
                  producer: str = "evdenoise") -> Iterator[Callable[[Events], None]]:
     """Yield ``append(events)`` that adds sorted events to an event file written atomically (renamed in
-    place when the block ends without error), so a long stream never has to be in memory at once."""
+    place when the block ends without error), so a long stream never has to be in memory at once.
+
+    ``width``/``height`` None: the largest of the appended blocks' sizes (1x1 for none), as
+    :func:`stream_blocks` sizes the blocks of a file of unknown size."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in (attrs or {}).items():
             if k != "t_offset":  # timestamps are written with any offset already applied
                 f.attrs[k] = v
-        f.attrs.update({"width": width, "height": height, "producer": f"{producer} (evdenoise {__version__})"})
+        f.attrs["producer"] = f"{producer} (evdenoise {__version__})"
         datasets = _event_datasets(f.create_group("events"), 0, chunk=1 << 16)
-        last = [np.iinfo(np.int64).min]
+        tally = StreamTally(width=width or 1, height=height or 1)
 
         def append(events: Events) -> None:
             if not len(events):
                 return
-            if events.t[0] < last[0] or np.any(np.diff(events.t) < 0):
+            if (tally.count and events.t[0] < tally.t_last) or np.any(np.diff(events.t) < 0):
                 raise ValueError(f"{path}: events appended out of time order")
             n = datasets[0].shape[0]
             for ds, a in zip(datasets, (events.t, events.x, events.y, events.p)):
                 ds.resize((n + len(a),))
                 ds[n:] = a
-            last[0] = int(events.t[-1])
+            tally.add(events)
 
         yield append
+        sized = width is not None and height is not None
+        f.attrs.update({"width": width if sized else tally.width, "height": height if sized else tally.height})
 
 
 def write_events(path: str | os.PathLike, events: Events, attrs: Mapping[str, Any] | None = None,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .artifacts import Segments, read_segments, read_voxels, voxel_meta, write_segments, write_voxels
 from .decode import decode_runs, output_attrs
-from .events import Events, read_events, write_events
+from .events import Events, StreamTally, event_writer, read_events, stream_blocks, write_events
 from .formats import EVENT_SUFFIXES, TextFormat, event_files
 from .defaults import (DECODE, DECODE_SEED, DEVICE, GRID, KEEP_THRESHOLD, PREDICT_BATCH_SIZE, PREDICT_MODE,
                        SEGMENT_US)
@@ -27,12 +27,23 @@ PathLike = str | os.PathLike
 
 
 def convert_file(src: PathLike, dst: PathLike, *, width: int | None = None, height: int | None = None,
-                 sort: bool = False, text: TextFormat | None = None) -> Events:
-    """Any readable event file (``evdenoise.formats``) -> this project's HDF5 layout, validated, atomically."""
-    events = read_events(src, width=width, height=height, sort=sort, text=text)
-    write_events(dst, events, attrs={"converted_from": str(src)}, producer="evdenoise.convert")
-    log.info("%s: %d events, %dx%d -> %s", src, len(events), events.width, events.height, dst)
-    return events
+                 sort: bool = False, text: TextFormat | None = None) -> StreamTally:
+    """Any readable event file (``evdenoise.formats``) -> this project's HDF5 layout, validated, atomically.
+
+    One pass, a block at a time, so memory stays bounded whatever the file's length; ``sort`` holds the whole
+    file, since sorting needs it."""
+    attrs, producer = {"converted_from": str(src)}, "evdenoise.convert"
+    tally = StreamTally()
+    if sort:
+        events = tally.add(read_events(src, width=width, height=height, sort=True, text=text))
+        write_events(dst, events, attrs=attrs, producer=producer)
+    else:
+        size, blocks = stream_blocks(src, width, height, text)
+        with event_writer(dst, *(size or (None, None)), attrs, producer) as append:
+            for events in map(tally.add, blocks):
+                append(events)
+    log.info("%s: %d events, %dx%d -> %s", src, tally.count, tally.width, tally.height, dst)
+    return tally
 
 
 def convert_dir(src: PathLike, dst: PathLike, **kw: object) -> list[Path]:
