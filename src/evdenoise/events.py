@@ -314,7 +314,8 @@ def stream_blocks(path: str | os.PathLike, width: int | None = None, height: int
     coordinates give; :class:`StreamTally` and ``event_writer(path, None, None)`` take the largest."""
     from .formats import foreign_stream, is_hdf5
 
-    if is_hdf5(path):
+    hdf5 = is_hdf5(path)
+    if hdf5:
         with open_h5(path) as f:
             g = _events_group(path, f, "events")
             attrs, n = _group_attrs(path, f, g), int(g["t"].shape[0])
@@ -324,7 +325,7 @@ def stream_blocks(path: str | os.PathLike, width: int | None = None, height: int
     if known is None:
         log.warning("%s: no width/height attributes or configured size; inferring it from the coordinates", path)
     bound = known or _UINT16_BOUND
-    blocks = (_h5_blocks(path, n, *bound, block) if is_hdf5(path)
+    blocks = (_h5_blocks(path, n, *bound, block) if hdf5
               else _checked_blocks(path, _numbered(raw_blocks()), attrs, *bound))
     return known, blocks if known else map(_fitted, blocks)
 
@@ -492,22 +493,24 @@ def event_writer(path: str | os.PathLike, width: int | None, height: int | None,
                 f.attrs[k] = v
         f.attrs["producer"] = f"{producer} (evdenoise {__version__})"
         datasets = _event_datasets(f.create_group("events"), 0, chunk=1 << 16)
-        tally = StreamTally(width=width or 1, height=height or 1)
+        last, size = [np.iinfo(np.int64).min], [width, height]
+        sized = width is not None and height is not None
 
         def append(events: Events) -> None:
             if not len(events):
                 return
-            if (tally.count and events.t[0] < tally.t_last) or np.any(np.diff(events.t) < 0):
+            if events.t[0] < last[0] or np.any(np.diff(events.t) < 0):
                 raise ValueError(f"{path}: events appended out of time order")
             n = datasets[0].shape[0]
             for ds, a in zip(datasets, (events.t, events.x, events.y, events.p)):
                 ds.resize((n + len(a),))
                 ds[n:] = a
-            tally.add(events)
+            last[0] = int(events.t[-1])
+            if not sized:
+                size[:] = max(size[0] or 1, events.width), max(size[1] or 1, events.height)
 
         yield append
-        sized = width is not None and height is not None
-        f.attrs.update({"width": width if sized else tally.width, "height": height if sized else tally.height})
+        f.attrs.update({"width": size[0] or 1, "height": size[1] or 1})
 
 
 def write_events(path: str | os.PathLike, events: Events, attrs: Mapping[str, Any] | None = None,
