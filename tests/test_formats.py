@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from evdenoise.cli import main
-from evdenoise.events import EventFileError, Events, read_events, stream_events, write_events
+from evdenoise.events import EventFileError, Events, read_events, stream_blocks, stream_events, write_events
 from evdenoise.formats import TextFormat, event_files
 from evdenoise.samples import folder_samples, inference_samples
 
@@ -179,6 +179,8 @@ def test_npz_stored_and_compressed_read_alike_and_a_damaged_member_is_refused(tm
     damaged.write_bytes(bytes(data))
     with pytest.raises(EventFileError, match="damaged.npz.*CRC check"):
         read_events(damaged, width=20, height=10)
+    with pytest.raises(EventFileError, match="damaged.npz.*CRC check"):  # streamed: before the first block
+        next(stream_blocks(damaged, 20, 10, block=700)[1])
 
 
 def test_dsec_layout_blosc_compressed_with_t_offset_reads(tmp_path: Path, tiny_events) -> None:
@@ -271,15 +273,16 @@ def test_evt21_parts_past_time_high_wraps_keep_the_whole_files_times(tmp_path: P
     assert Events.concatenate(parts).equals(events)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy", ".npz"])
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".npy", ".npz", ".stored.npz"])
 def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_path: Path, tiny_events,
                                                                           suffix: str) -> None:
     e = tiny_events(n=5000, width=40, height=30)
     path = tmp_path / f"events{suffix}"
+    save_npz = np.savez if suffix == ".stored.npz" else np.savez_compressed  # mapped / inflated block by block
     if suffix == ".npy":
         np.save(path, np.rec.fromarrays([e.t, e.x, e.y, e.p], names="t,x,y,p"))
-    elif suffix == ".npz":  # compressed: each member is inflated block by block
-        np.savez_compressed(path, t=e.t, x=e.x, y=e.y, p=e.p)
+    elif suffix.endswith(".npz"):
+        save_npz(path, t=e.t, x=e.x, y=e.y, p=e.p)
     else:
         np.savetxt(path, np.column_stack([e.t, e.x, e.y, e.p]), fmt="%d", delimiter="," if suffix == ".csv" else " ")
     info, blocks = stream_events(path, block=700)
@@ -287,14 +290,14 @@ def test_text_and_numpy_files_stream_in_blocks_with_the_whole_files_events(tmp_p
     assert (info.count, info.t_first, info.t_last) == (len(e), int(e.t[0]), int(e.t[-1]))
     # No size in these files: the largest coordinates give it, over all blocks, before any block is handed out.
     assert (info.width, info.height) == (int(e.x.max()) + 1, int(e.y.max()) + 1)
-    if suffix in (".npy", ".npz"):
+    if suffix not in (".csv", ".txt"):
         assert len(parts) == 8 and max(map(len, parts)) == 700
     else:  # byte ranges of about 700 lines, cut at line ends
         assert 6 <= len(parts) <= 10 and 500 < max(map(len, parts)) < 900
     assert Events.concatenate(parts).equals(read_events(path))
     # A bad value in a late block fails in the first pass, naming the file, before any block is used.
-    if suffix == ".npz":
-        np.savez_compressed(path, t=e.t, x=e.x[:-1], y=e.y, p=e.p)
+    if suffix.endswith(".npz"):
+        save_npz(path, t=e.t, x=e.x[:-1], y=e.y, p=e.p)
         with pytest.raises(EventFileError, match="different lengths"):
             stream_events(path, block=700)
     elif suffix != ".npy":

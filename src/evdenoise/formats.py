@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import EventFileError
@@ -274,9 +274,16 @@ def _read_numpy(path: Path) -> dict[str, np.ndarray]:
 
 
 def _npz_member(path: Path, name: str) -> np.ndarray:
-    """One member of a .npz: a stored (uncompressed) one is memory-mapped once ISA-L's crc32 matches the archive's
-    (zipfile's own reading copies it and checks it with zlib, at half the speed); a compressed one through
-    ``np.load``."""
+    """One member of a .npz: a stored one mapped (:func:`_stored_member`), a compressed one through ``np.load``."""
+    import numpy as np
+
+    stored = _stored_member(path, name)
+    return np.load(path, allow_pickle=False)[name] if stored is None else stored
+
+
+def _stored_member(path: Path, name: str) -> np.ndarray | None:
+    """A stored (uncompressed) member of a .npz, memory-mapped once ISA-L's crc32 matches the archive's (zipfile's
+    own reading copies it and checks it with zlib, at half the speed); None for a compressed or empty one."""
     import zipfile
 
     import numpy as np
@@ -286,7 +293,7 @@ def _npz_member(path: Path, name: str) -> np.ndarray:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo(f"{name}.npy")
             if info.compress_type != zipfile.ZIP_STORED or not info.file_size:
-                return np.load(path, allow_pickle=False)[name]
+                return None
             f, dtype, count = _npy_member(archive, name, path)
             header = f.tell()
             f.close()
@@ -317,26 +324,40 @@ def _numpy_blocks(path: Path, block: int) -> Iterator[dict[str, np.ndarray]]:
 
 
 def _npz_blocks(path: Path, block: int) -> Iterator[dict[str, np.ndarray]]:
-    """Raw blocks of a .npz of one array per field, ``block`` rows each: each member is inflated as it is read
-    (zipfile streams it), so a compressed archive never has to be in memory whole."""
+    """Raw blocks of a .npz of one array per field, ``block`` rows each: stored members are mapped (after their CRC
+    check), compressed ones inflated as they are read (zipfile streams them), so no archive is in memory whole."""
     import zipfile
 
     import numpy as np
 
     loaded, fields = _load_numpy(path, mmap=False)  # the names only: NpzFile reads members on access
     loaded.close()
+    stored = {field: _stored_member(path, name) for field, name in fields.items()}
+    if all(a is not None for a in stored.values()):  # mapped: a block is a copy out of the map
+        yield from _mapped_blocks(path, stored, block)
+        return
     with zipfile.ZipFile(path) as archive:
         members = {field: _npy_member(archive, name, path) for field, name in fields.items()}
-        counts = {count for _, _, count in members.values()}
-        if len(counts) != 1:
-            raise EventFileError(path, f"the fields have different lengths ({sorted(counts)})")
-        total = counts.pop()
+        total = _common_length(path, {count for _, _, count in members.values()})
         for i in range(0, total, block):
             k = min(block, total - i)
             raw = {field: np.frombuffer(f.read(k * dtype.itemsize), dtype) for field, (f, dtype, _) in members.items()}
             if any(len(a) < k for a in raw.values()):
                 raise EventFileError(path, "a member ends early; is the file truncated?")
             yield raw
+
+
+def _common_length(path: Path, counts: set[int]) -> int:
+    if len(counts) != 1:
+        raise EventFileError(path, f"the fields have different lengths ({sorted(counts)})")
+    return counts.pop()
+
+
+def _mapped_blocks(path: Path, arrays: Mapping[str, np.ndarray], block: int) -> Iterator[dict[str, np.ndarray]]:
+    import numpy as np
+
+    for i in range(0, _common_length(path, {len(a) for a in arrays.values()}), block):
+        yield {field: np.array(a[i:i + block]) for field, a in arrays.items()}
 
 
 def _npy_member(archive: Any, name: str, path: Path) -> tuple[Any, np.dtype, int]:
