@@ -50,7 +50,7 @@ from evdenoise.pretrained import (CARD_PATH, MODEL_PATH, card_facts, data_sets, 
                                   round_configs, write_card)
 from evdenoise.quality import FILTERS, compact_rows, read_pair, relative, wins
 from evdenoise.quality_sets import load_quality_config
-from evdenoise.synth import SynthConfig, not_in, synthesize
+from evdenoise.synth import SynthConfig, excess_kept, not_in, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = [ROOT / p for p in load_quality_config(ROOT / "config" / "quality.yaml")["real"]]  # flare-free recordings
@@ -107,12 +107,14 @@ def heldout_data(work: Path, train_params: Mapping[str, Any], files: int) -> pd.
 
 
 def kept_shares(raw: Events, label: Events, out: Events) -> dict[str, float]:
-    """Share of the input's flare events removed and of its clean events kept, event by event."""
+    """Share of the input's flare events removed and of its clean events kept, event by event (issue 19's
+    definition: flare = not in the clean stream exactly), and the same for the flare's excess per 1 ms bin
+    (``excess_kept``: scene events the flare only shifted in time count as the scene's)."""
     flare = not_in(raw, label)
     kept = ~not_in(raw, out)
     return {"flare_removed": float(1 - kept[flare].mean()) if flare.any() else float("nan"),
             "clean_kept": float(kept[~flare].mean()) if (~flare).any() else float("nan"),
-            "flare_share": float(flare.mean())}
+            "flare_share": float(flare.mean()), **excess_kept(raw, label, out)}
 
 
 def by_model(models: Mapping[str, Variant]) -> dict[Path, dict[str, float]]:
@@ -177,8 +179,8 @@ def score_all(manifest: pd.DataFrame, models: Mapping[str, Variant], pictures: P
 
 def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str, Variant]) -> str:
     """One row per group and model: shares removed / kept, and the metrics won against raw and every filter."""
-    lines = ["| group | files | flare share | model | flare removed | clean kept | metrics won (of 8) "
-             "| Chamfer | MSE | PMSE4 | T-F1 |", "|" + "---|" * 11]
+    lines = ["| group | files | flare share | model | flare removed | clean kept | excess share | excess removed "
+             "| scene kept | metrics won (of 8) | Chamfer | MSE | PMSE4 | T-F1 |", "|" + "---|" * 14]
     for group, g in scores.groupby("group", sort=False):
         summary = summarize(g)
         for name in models:
@@ -186,7 +188,9 @@ def group_table(scores: pd.DataFrame, shares: pd.DataFrame, models: Mapping[str,
             won = sum(wins(summary, name).values())
             rel = relative(summary).loc[name]
             lines.append(f"| {group} | {len(s)} | {s['flare_share'].mean():.0%} | {name} "
-                         f"| {s['flare_removed'].mean():.1%} | {s['clean_kept'].mean():.1%} | {won} "
+                         f"| {s['flare_removed'].mean():.1%} | {s['clean_kept'].mean():.1%} "
+                         f"| {s['excess_share'].mean():.0%} | {s['excess_removed'].mean():.1%} "
+                         f"| {s['scene_kept'].mean():.1%} | {won} "
                          f"| {rel['chamfer']:+.0f}% | {rel['mse']:+.0f}% | {rel['pmse4']:+.0f}% | {rel['t_f1']:+.0f}% |")
     return "\n".join(lines)
 
@@ -216,24 +220,27 @@ TARGET_MARGIN = {"chamfer": -67, "mse": -85, "pmse2": -87, "pmse4": -87}
 
 
 def targets(scores: pd.DataFrame, shares: pd.DataFrame, name: str) -> list[str]:
-    """Each target of the pretrained model, met or not, with the measured value."""
-    s = shares[shares["model"] == name].groupby("group", sort=False)[["flare_removed", "clean_kept"]].mean()
+    """Each target of the pretrained model, met or not, with the measured value; the per-group shares also by
+    the flare's excess (not issue 19's definition: shown beside it)."""
+    s = shares[shares["model"] == name].groupby("group", sort=False).mean(numeric_only=True)
     pooled = summarize(scores)
     rel = relative(pooled).loc[name]
-    worst_removed, worst_kept = s["flare_removed"].idxmin(), s["clean_kept"].idxmin()
     won = wins(pooled, name)
 
     def mark(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
+    def lowest(col: str, target: float, what: str) -> str:
+        return (f"- every group >= {target:.0%} of {what}: {mark(s[col].min() >= target)} "
+                f"(lowest {s[col].min():.1%}, {s[col].idxmin()})")
+
     return [
-        f"- every group >= 90 % of flare removed: {mark(s['flare_removed'].min() >= 0.9)} "
-        f"(lowest {s['flare_removed'].min():.1%}, {worst_removed})",
-        f"- every group >= 98 % of clean events kept: {mark(s['clean_kept'].min() >= 0.98)} "
-        f"(lowest {s['clean_kept'].min():.1%}, {worst_kept})",
+        lowest("flare_removed", 0.9, "flare removed"), lowest("clean_kept", 0.98, "clean events kept"),
         *(f"- pooled {c} <= {t} % vs raw: {mark(rel[c] <= t)} ({rel[c]:+.1f} %)" for c, t in TARGET_MARGIN.items()),
         f"- pooled, better than raw and every filter on all 8 metrics: {mark(all(won.values()))} "
         f"({sum(won.values())} of 8)",
+        "", "The same two shares by the flare's excess (per pixel, polarity and 1 ms bin; not issue 19's definition):",
+        lowest("excess_removed", 0.9, "the excess removed"), lowest("scene_kept", 0.98, "scene events kept"),
     ]
 
 
@@ -281,7 +288,12 @@ def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], 
         + "; model trained at commit "
         f"`{facts['commit']}` ({facts['steps']} steps, {facts['train_seconds'] / 3600:.2f} h). "
         "Flare removed: share of the noisy events that are not in the clean stream which the model drops; clean "
-        "kept: share of the noisy events that are in the clean stream which it keeps. Metrics: E-Deflare's, per "
+        "kept: share of the noisy events that are in the clean stream which it keeps (issue 19's definitions). The "
+        "generator simulates noisy and clean jointly, so inside the flare's reach the scene's own events come a "
+        "little earlier or later than in the clean stream and count as flare by that definition (a file whose flare "
+        "covers the frame can count nearly all its events as flare while holding fewer than its clean stream). Excess share: noisy events beyond the "
+        "clean stream's count in their pixel, polarity and 1 ms bin (the flare's excess); excess removed / scene "
+        "kept: the model's kept events in a bin counted as the scene's first. Metrics: E-Deflare's, per "
         "20 ms window; 'metrics won' counts those where the model beats raw input and every classical filter.",
         "", "## Held-out groups", "", heldout_definition(rounds), "",
         "## Results", "", card, "",

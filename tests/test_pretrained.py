@@ -45,8 +45,8 @@ def test_card_states_the_model_files_own_facts() -> None:
     assert meta["train"]["steps"] == last["train"]["steps"] and meta["model"]["f_maps"] == cfg["model"]["f_maps"]
 
 
-# Issue 19's test: at least 95 % of a flare-free real recording kept. Measured with this model (Round 13, keep
-# threshold 0.25): 98.3 % of the DVXplorer recording, 97.3 % of the Prophesee spinner (round 1: 82.4 / 84.9 %).
+# Issue 19's test: at least 95 % of a flare-free real recording kept. Measured with this model (Round 14, keep
+# threshold 0.25): 99.3 % of the DVXplorer recording, 96.6 % of the Prophesee spinner (round 1: 82.4 / 84.9 %).
 @pytest.mark.parametrize("name", ["dvxplorer_320x240_person.h5", "prophesee_640x480_spinner.h5"])
 def test_denoise_without_model_keeps_most_of_flare_free_real_recordings(tmp_path: Path, real_dir: Path,
                                                                          name: str) -> None:

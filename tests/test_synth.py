@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from evdenoise.events import EventFileError, Events, read_attrs, read_events
-from evdenoise.synth import SynthConfig, file_seed, generate_pair, not_in, synthesize
+from evdenoise.synth import SynthConfig, file_seed, excess_kept, generate_pair, not_in, synthesize
 from evdenoise.synth.flare import flicker
 
 SMALL = dict(width=64, height=48, duration_us=40_000)
@@ -318,3 +318,21 @@ def test_spinner_is_periodic_real_motion_in_clean() -> None:
     freqs = np.fft.rfftfreq(1000, 1e-4)
     assert freqs[np.argmax(power[2:100]) + 2] == pytest.approx(40.0, abs=10.0)
     assert inside.sum() > 0.5 * on.sum()  # the spinner's events are most of the clean stream, and kept there
+
+
+def test_excess_kept_counts_scene_events_the_flare_shifted_as_the_scenes() -> None:
+    def ev(t: list[int], x: list[int]) -> Events:
+        n = len(t)
+        return Events(np.array(t, np.int64), np.array(x, np.uint16), np.zeros(n, np.uint16), np.ones(n, np.int8), 8, 1)
+
+    clean = ev([100, 2100, 4100], [1, 2, 3])
+    # The flare shifted every scene event by 50 us (same 1 ms bin) and added two events of its own.
+    noisy = ev([150, 600, 2150, 4150, 5000], [1, 1, 2, 3, 6])
+    assert not_in(noisy, clean).all()  # by exact match, every noisy event is flare
+    scene_only = ev([150, 2150, 4150], [1, 2, 3])
+    assert excess_kept(noisy, clean, scene_only) == {"excess_share": 0.4, "excess_removed": 1.0, "scene_kept": 1.0}
+    assert excess_kept(noisy, clean, noisy) == {"excess_share": 0.4, "excess_removed": 0.0, "scene_kept": 1.0}
+    # Of a bin's two events (one the scene's, one excess) the one kept counts as the scene's.
+    got = excess_kept(noisy, clean, ev([600, 5000], [1, 6]))
+    assert got == {"excess_share": 0.4, "excess_removed": 0.5, "scene_kept": pytest.approx(1 / 3)}
+    assert np.isnan(excess_kept(clean, clean, clean)["excess_removed"])

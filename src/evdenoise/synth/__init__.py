@@ -5,8 +5,8 @@
 """
 from .config import SynthConfig
 from .dataset import DEFAULT_COUNTS, cut_background, file_seed, generate_pair, pair_paths, synthesize
-from .dvs import not_in
+from .dvs import excess_kept, not_in
 from .preview import write_preview
 
 __all__ = ["SynthConfig", "DEFAULT_COUNTS", "cut_background", "file_seed", "generate_pair", "pair_paths", "synthesize",
-           "not_in", "write_preview"]
+           "excess_kept", "not_in", "write_preview"]

@@ -153,6 +153,20 @@ def not_in(a: Events, b: Events) -> np.ndarray:
     return ~_lookup(np.sort(_keys(b, t0)), _keys(a, t0))[1]
 
 
+def _bin_counts(e: Events, t0: int, bin_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct (time bin, pixel, polarity) keys of ``e``, events per key)."""
+    k = np.sort(_keys(e, t0, bin_us))
+    first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if len(k) else np.zeros(0, np.int64)
+    return k[first], np.diff(np.r_[first, len(k)])
+
+
+def _counts_at(keys: np.ndarray, e: Events, t0: int, bin_us: int) -> np.ndarray:
+    """Events of ``e`` in each bin of ``keys`` (0 where it has none)."""
+    ke, ne = _bin_counts(e, t0, bin_us)
+    pos, found = _lookup(ke, keys)
+    return np.where(found, ne[pos] if len(ne) else 0, 0)
+
+
 def excess_share(noisy: Events, clean: Events, bin_us: int = 1000) -> float:
     """Share of noisy events in excess of clean, counted per pixel, polarity and time bin.
 
@@ -160,14 +174,23 @@ def excess_share(noisy: Events, clean: Events, bin_us: int = 1000) -> float:
     shifted by a few µs, so it measures how much the flare adds.
     """
     t0 = min(int(noisy.t.min(initial=0)), int(clean.t.min(initial=0)))
+    kn, nn = _bin_counts(noisy, t0, bin_us)
+    return float(np.maximum(nn - _counts_at(kn, clean, t0, bin_us), 0).sum() / max(len(noisy), 1))
 
-    def counts(e: Events) -> tuple[np.ndarray, np.ndarray]:
-        k = np.sort(_keys(e, t0, bin_us))
-        first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if len(k) else np.zeros(0, np.int64)
-        return k[first], np.diff(np.r_[first, len(k)])
 
-    kn, nn = counts(noisy)
-    kc, nc = counts(clean)
-    pos, found = _lookup(kc, kn)
-    matched = np.where(found, nc[pos] if len(nc) else 0, 0)
-    return float(np.maximum(nn - matched, 0).sum() / max(len(noisy), 1))
+def excess_kept(noisy: Events, clean: Events, out: Events, bin_us: int = 1000) -> dict[str, float]:
+    """What a subset ``out`` of ``noisy`` (a mask decoder's or a filter's output) does to the flare's excess.
+
+    Per pixel, polarity and time bin, noisy events up to the clean stream's count are the scene's (the flare may
+    have shifted them by a little), the rest are the flare's excess (:func:`excess_share`); ``out``'s events in a
+    bin count as the scene's first. Returns the excess share of ``noisy``, the share of the excess removed and of
+    the scene's events kept (NaN where there are none)."""
+    t0 = min(int(noisy.t.min(initial=0)), int(clean.t.min(initial=0)))
+    kn, nn = _bin_counts(noisy, t0, bin_us)
+    matched = np.minimum(nn, _counts_at(kn, clean, t0, bin_us))
+    kept = np.minimum(nn, _counts_at(kn, out, t0, bin_us))
+    scene_kept = np.minimum(kept, matched)
+    excess, scene = int((nn - matched).sum()), int(matched.sum())
+    return {"excess_share": excess / max(len(noisy), 1),
+            "excess_removed": 1 - int((kept - scene_kept).sum()) / excess if excess else float("nan"),
+            "scene_kept": int(scene_kept.sum()) / scene if scene else float("nan")}
