@@ -291,7 +291,8 @@ def report(scores: pd.DataFrame, shares: pd.DataFrame, pngs: Mapping[str, str], 
         "kept: share of the noisy events that are in the clean stream which it keeps (issue 19's definitions). The "
         "generator simulates noisy and clean jointly, so inside the flare's reach the scene's own events come a "
         "little earlier or later than in the clean stream and count as flare by that definition (a file whose flare "
-        "covers the frame can count nearly all its events as flare while holding fewer than its clean stream). Excess share: noisy events beyond the "
+        "covers the frame can count nearly all its events as flare while holding fewer than its clean stream). "
+        "Excess share: noisy events beyond the "
         "clean stream's count in their pixel, polarity and 1 ms bin (the flare's excess); excess removed / scene "
         "kept: the model's kept events in a bin counted as the scene's first. Metrics: E-Deflare's, per "
         "20 ms window; 'metrics won' counts those where the model beats raw input and every classical filter.",
