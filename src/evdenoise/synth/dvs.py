@@ -173,9 +173,16 @@ def excess_share(noisy: Events, clean: Events, bin_us: int = 1000) -> float:
     Unlike :func:`not_in` this does not count background events that the flare merely
     shifted by a few µs, so it measures how much the flare adds.
     """
+    _, nn, matched = _matched(noisy, clean, bin_us)
+    return float((nn - matched).sum() / max(len(noisy), 1))
+
+
+def _matched(noisy: Events, clean: Events, bin_us: int) -> tuple[tuple[np.ndarray, int], np.ndarray, np.ndarray]:
+    """((noisy's bin keys, their time origin), noisy events per bin, those of them that are the scene's: up to the
+    clean stream's count in the bin)."""
     t0 = min(int(noisy.t.min(initial=0)), int(clean.t.min(initial=0)))
     kn, nn = _bin_counts(noisy, t0, bin_us)
-    return float(np.maximum(nn - _counts_at(kn, clean, t0, bin_us), 0).sum() / max(len(noisy), 1))
+    return (kn, t0), nn, np.minimum(nn, _counts_at(kn, clean, t0, bin_us))
 
 
 def excess_kept(noisy: Events, clean: Events, out: Events, bin_us: int = 1000) -> dict[str, float]:
@@ -185,9 +192,7 @@ def excess_kept(noisy: Events, clean: Events, out: Events, bin_us: int = 1000) -
     have shifted them by a little), the rest are the flare's excess (:func:`excess_share`); ``out``'s events in a
     bin count as the scene's first. Returns the excess share of ``noisy``, the share of the excess removed and of
     the scene's events kept (NaN where there are none)."""
-    t0 = min(int(noisy.t.min(initial=0)), int(clean.t.min(initial=0)))
-    kn, nn = _bin_counts(noisy, t0, bin_us)
-    matched = np.minimum(nn, _counts_at(kn, clean, t0, bin_us))
+    (kn, t0), nn, matched = _matched(noisy, clean, bin_us)
     kept = np.minimum(nn, _counts_at(kn, out, t0, bin_us))
     scene_kept = np.minimum(kept, matched)
     excess, scene = int((nn - matched).sum()), int(matched.sum())
